@@ -1,0 +1,183 @@
+"""``mmgraph train | evaluate | recommend | stats | models``.
+
+Every option is a field of a typed dataclass: the trainer's
+:class:`~mmgraph.train.TrainConfig` and the chosen model's config (e.g.
+:class:`~mmgraph.models.LightGCNConfig`). ``mmgraph train --model NAME --help``
+lists that model's options with their published defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import models as _models  # noqa: F401  (registers every model)
+from .data import dataset_stats, format_stats, load_dataset
+from .models.base import MODELS, get_model_class
+from .train import Trainer, TrainConfig, format_result, load_checkpoint, train_config_for
+from .train.config import add_dataclass_arguments, dataclass_overrides, replace_checked
+
+DEFAULT_DATA = "synthetic:baby"
+
+
+def _model_list() -> str:
+    return ", ".join(sorted(MODELS))
+
+
+def _build_model(name: str, data, config_overrides: dict):
+    cls = get_model_class(name)
+    config = replace_checked(cls.config_class(), **config_overrides)
+    return cls(data, config)
+
+
+def _train_parser(model_name: str | None) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmgraph train", description="Train a model with early stopping (MMRec protocol).",
+        epilog=f"models: {_model_list()}. Model options are listed with --model NAME --help.")
+    p.add_argument("--model", required=True, help=f"one of: {_model_list()}")
+    p.add_argument("--data", default=DEFAULT_DATA,
+                   help="dataset folder (MMRec layout or train/valid/test.npy) or "
+                        "'synthetic:baby|sports|clothing|elec|tiny' (default: %(default)s)")
+    add_dataclass_arguments(p, TrainConfig, "training options (TrainConfig)")
+    if model_name is not None:
+        cls = get_model_class(model_name)
+        add_dataclass_arguments(p, cls.config_class, f"{cls.name} options ({cls.config_class.__name__})")
+    return p
+
+
+def cmd_train(argv: list[str]) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--model")
+    known, _ = pre.parse_known_args(argv)
+    if known.model is not None:
+        get_model_class(known.model)  # clear error for an unknown model
+    args = _train_parser(known.model).parse_args(argv)
+    cls = get_model_class(args.model)
+    train_over = dataclass_overrides(args, TrainConfig)
+    model_over = dataclass_overrides(args, cls.config_class)
+    train_over.setdefault("out_dir", str(Path("runs") / cls.name))
+    cfg = train_config_for(cls, **train_over)
+
+    data = load_dataset(args.data)
+    print(format_stats(dataset_stats(data)))
+    torch.manual_seed(cfg.seed)
+    model = _build_model(cls.name, data, model_over)
+    trainer = Trainer(model, data, cfg)
+    result = trainer.fit()
+    print(format_result(result, f"{cls.name} on {args.data}"))
+    if cfg.out_dir:
+        meta = Path(cfg.out_dir) / "run.json"
+        meta.write_text(json.dumps({"model": cls.name, "data": args.data,
+                                    "model_config": dataclasses.asdict(model.config),
+                                    "train_config": dataclasses.asdict(cfg)}, indent=2))
+        print(f"results, metrics.jsonl and checkpoints in {cfg.out_dir}/")
+    return 130 if result.interrupted else 0
+
+
+def _load_trained(run_dir: str, data_spec: str | None, device: str):
+    run = Path(run_dir)
+    meta_path = run / "run.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{run} has no run.json: is it an `mmgraph train` output folder?")
+    meta = json.loads(meta_path.read_text())
+    data = load_dataset(data_spec or meta["data"])
+    cls = get_model_class(meta["model"])
+    model = _build_model(cls.name, data, {k: tuple(v) if isinstance(v, list) else v
+                                          for k, v in meta["model_config"].items()})
+    ckpt = load_checkpoint(run / "best_model.pt")
+    from .train.checkpoint import check_compatible, dataset_signature
+    check_compatible(ckpt, model.extra_state_key(), dataset_signature(data), run / "best_model.pt")
+    model.load_state_dict(ckpt["model_state"])
+    return model.to(device).eval(), data, meta
+
+
+def cmd_evaluate(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="mmgraph evaluate",
+                                description="Full-ranking metrics of a trained run.")
+    p.add_argument("run_dir", help="output folder of `mmgraph train` (holds run.json, best_model.pt)")
+    p.add_argument("--data", default=None, help="dataset (default: the one it was trained on)")
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--ks", default="10,20", help="cut-offs, e.g. 5,10,20,50")
+    p.add_argument("--cold-start", action="store_true", help="only held-out items with no training interaction")
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    model, data, meta = _load_trained(a.run_dir, a.data, a.device)
+    from .evaluation import Evaluator
+    ks = tuple(int(k) for k in a.ks.split(","))
+    with torch.no_grad():
+        out = model()
+        res = Evaluator(data, ks=ks).evaluate(lambda u: model.score(u, out), split=a.split,
+                                              cold_start=a.cold_start)
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_recommend(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="mmgraph recommend",
+                                description="Top-k unseen items for some users of a trained run.")
+    p.add_argument("run_dir")
+    p.add_argument("--users", required=True, help="comma-separated user ids")
+    p.add_argument("-k", "--k", type=int, default=10)
+    p.add_argument("--data", default=None)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    model, data, _ = _load_trained(a.run_dir, a.data, a.device)
+    from .evaluation import recommend
+    try:
+        users = torch.tensor([int(u) for u in a.users.split(",") if u.strip()], dtype=torch.long)
+    except ValueError:
+        raise ValueError(f"--users must be comma-separated integers, got {a.users!r}") from None
+    items, scores = recommend(model, data, users, k=a.k)
+    for u, it, sc in zip(users.tolist(), items.tolist(), scores.tolist()):
+        print(json.dumps({"user": u, "items": it, "scores": [round(s, 5) for s in sc]}))
+    return 0
+
+
+def cmd_stats(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="mmgraph stats", description="Dataset statistics.")
+    p.add_argument("data", nargs="?", default=DEFAULT_DATA)
+    a = p.parse_args(argv)
+    print(format_stats(dataset_stats(load_dataset(a.data))))
+    return 0
+
+
+def cmd_models(argv: list[str]) -> int:
+    for name in sorted(MODELS):
+        cls = MODELS[name]
+        fields = ", ".join(f"{f.name}={getattr(cls.config_class(), f.name)!r}"
+                           for f in dataclasses.fields(cls.config_class))
+        print(f"{name:10s} {cls.__name__}: {fields}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
+            "stats": cmd_stats, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: mmgraph {train,evaluate,recommend,stats,models} [options]\n\n"
+              "  train      train a model (mmgraph train --model NAME --help)\n"
+              "  evaluate   metrics of a trained run\n"
+              "  recommend  top-k items for users of a trained run\n"
+              "  stats      dataset statistics\n"
+              "  models     list models and their default options\n\n"
+              f"models: {_model_list()}")
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

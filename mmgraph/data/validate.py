@@ -1,0 +1,286 @@
+r"""Validation of interaction splits and item features.
+
+Every loader of :mod:`mmgraph.data` funnels its raw arrays through
+:func:`validate_interactions` and :func:`validate_features` before it calls
+:func:`~mmgraph.data.hetero.build_hetero`, so a malformed dataset fails early
+with a :class:`DataValidationError` (a :class:`ValueError`) whose message
+names the file and the problem, instead of failing deep inside a model.
+
+Checks, in order:
+
+1. ids are integers (integral floats are accepted), non-negative and, when
+   ``num_users`` / ``num_items`` are given, below them;
+2. no split is empty;
+3. ids are contiguous: every id in ``0 .. n-1`` occurs in some split
+   (``n`` = the given size, else max id + 1);
+4. duplicate ``(user, item)`` pairs, within or across splits, are removed
+   with a :func:`warnings.warn`, keeping the first occurrence in the order
+   train, valid, test (so a pair in train and test stays in train);
+5. every user has at least one training interaction.
+
+Features must be ``[num_items, dim]`` real arrays without NaN/inf; any float
+width (float16 included) is accepted and cast to ``float32``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .hetero import INTERACTS, SPLITS, modality_features, num_items, num_users, split_edge_index
+
+__all__ = [
+    "DataValidationError",
+    "ValidatedInteractions",
+    "as_id_array",
+    "check_contiguous",
+    "check_train_coverage",
+    "deduplicate",
+    "validate_features",
+    "validate_interactions",
+    "validate_hetero",
+]
+
+_MAX_LISTED = 5
+
+
+class DataValidationError(ValueError):
+    """A dataset file or array is malformed; the message names where and why."""
+
+
+def _fmt_ids(ids: np.ndarray, limit: int = _MAX_LISTED) -> str:
+    ids = np.asarray(ids).ravel()
+    head = ", ".join(str(int(v)) for v in ids[:limit])
+    return head + (", ..." if ids.size > limit else "")
+
+
+def _where(source: str | None, lines: np.ndarray | None, idx: np.ndarray) -> str:
+    """``"file line 12"`` or ``"file entry 3"`` for the first offending index."""
+    first = int(idx[0])
+    if lines is not None:
+        return f"{source} line {int(lines[first])}"
+    return f"{source} column {first}"
+
+
+def as_id_array(values, kind: str, source: str, lines: np.ndarray | None = None,
+                upper: int | None = None) -> np.ndarray:
+    r"""Check one row of ids and return it as ``int64``.
+
+    Args:
+        values: 1-D array-like of ids (integer dtype, or floats holding
+            integral values).
+        kind: ``'user'`` or ``'item'`` (used in messages).
+        source: file (and split) named in messages.
+        lines: optional 1-based line number of every entry (text files).
+        upper: if given, ids must be ``< upper``.
+
+    Raises:
+        DataValidationError: non-numeric, non-integer, negative or
+            out-of-range ids.
+    """
+    a = values.detach().cpu().numpy() if isinstance(values, Tensor) else np.asarray(values)
+    if a.ndim != 1:
+        raise DataValidationError(f"{source}: {kind} ids must be one-dimensional, got shape {a.shape}")
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.integer)
+                                   or np.issubdtype(a.dtype, np.floating)):
+        raise DataValidationError(f"{source}: {kind} ids must be integers, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating):
+        bad = ~np.isfinite(a)
+        bad[~bad] = a[~bad] != np.floor(a[~bad])
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            raise DataValidationError(
+                f"{_where(source, lines, idx)}: {idx.size} non-integer {kind} id(s), "
+                f"first {a[idx[0]]!r}")
+        if a.size and np.abs(a).max() >= 2 ** 53:
+            raise DataValidationError(f"{source}: {kind} ids too large to be exact as floats")
+    a = a.astype(np.int64, copy=False)
+    neg = a < 0
+    if neg.any():
+        idx = np.flatnonzero(neg)
+        raise DataValidationError(
+            f"{_where(source, lines, idx)}: {idx.size} negative {kind} id(s), first {int(a[idx[0]])}")
+    if upper is not None:
+        over = a >= upper
+        if over.any():
+            idx = np.flatnonzero(over)
+            raise DataValidationError(
+                f"{_where(source, lines, idx)}: {idx.size} {kind} id(s) out of range "
+                f"[0, {upper}), first {int(a[idx[0]])} (num_{kind}s={upper})")
+    return a
+
+
+def check_contiguous(ids: Sequence[np.ndarray], n: int, kind: str, source: str) -> None:
+    """Raise unless every id in ``0 .. n-1`` occurs in one of ``ids``."""
+    seen = np.zeros(n, dtype=bool)
+    for a in ids:
+        seen[a] = True
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        raise DataValidationError(
+            f"{source}: {kind} ids are not contiguous: {missing.size} of the ids 0..{n - 1} "
+            f"never occur (first missing: {_fmt_ids(missing)}); ids must be 0-based and "
+            f"contiguous (re-index them, e.g. with mmgraph.data.preprocess_interactions)")
+
+
+def check_train_coverage(train_users: np.ndarray, n_users: int, source: str) -> None:
+    """Raise if some user in ``0 .. n_users-1`` has no training interaction."""
+    has = np.zeros(n_users, dtype=bool)
+    has[train_users] = True
+    if not has.all():
+        missing = np.flatnonzero(~has)
+        raise DataValidationError(
+            f"{source}: {missing.size} user(s) have no training interaction "
+            f"(first: {_fmt_ids(missing)}); every user needs at least one train edge")
+
+
+def deduplicate(splits: Mapping[str, np.ndarray], n_items: int,
+                source: str, warn: bool = True) -> dict[str, np.ndarray]:
+    r"""Boolean keep-masks removing repeated ``(user, item)`` pairs.
+
+    The splits are scanned in the order of ``splits`` (train, valid, test);
+    the first occurrence of a pair is kept, so a pair present in train and in
+    test stays in train only.
+
+    Args:
+        splits: ``{split: int64 [2, E]}``.
+        n_items: number of items (pairs are encoded as ``user * n_items + item``).
+
+    Returns:
+        ``{split: bool [E]}`` keep masks (all ``True`` when nothing repeats).
+    """
+    names = list(splits)
+    keys = np.concatenate([splits[s][0] * np.int64(n_items) + splits[s][1] for s in names])
+    _, first = np.unique(keys, return_index=True)
+    keep = np.zeros(keys.size, dtype=bool)
+    keep[first] = True
+    out, start = {}, 0
+    for s in names:
+        e = splits[s].shape[1]
+        out[s] = keep[start:start + e]
+        start += e
+    n_dup = int(keys.size - first.size)
+    if n_dup and warn:
+        per = ", ".join(f"{s}: {int((~m).sum())}" for s, m in out.items() if (~m).any())
+        warnings.warn(f"{source}: removed {n_dup} duplicate (user, item) interaction(s) "
+                      f"({per}); the first occurrence (train before valid before test) is kept",
+                      stacklevel=3)
+    return out
+
+
+@dataclass
+class ValidatedInteractions:
+    """Result of :func:`validate_interactions`."""
+
+    splits: dict[str, np.ndarray]          # {split: int64 [2, E]} after de-duplication
+    num_users: int
+    num_items: int
+    keep: dict[str, np.ndarray] = field(default_factory=dict)   # {split: bool mask on input rows}
+
+
+def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
+                          num_users: int | None = None, num_items: int | None = None,
+                          sources: Mapping[str, str] | str = "interactions",
+                          lines: Mapping[str, np.ndarray] | None = None,
+                          contiguous: bool = True, dedup: bool = True,
+                          require_train: bool = True) -> ValidatedInteractions:
+    r"""Validate ``{split: [2, E]}`` user/item id arrays (see module docstring).
+
+    Args:
+        splits: ``{'train': [2, E], 'valid': ..., 'test': ...}``; row 0 user
+            ids, row 1 item ids.
+        num_users, num_items: sizes; inferred as max id + 1 over all splits
+            when ``None``.
+        sources: file name per split (or one name for all) used in messages.
+        lines: optional 1-based line numbers per split (text formats).
+        contiguous: require every id below the size to occur.
+        dedup: remove duplicate pairs with a warning.
+        require_train: require every user to have a training interaction.
+    """
+    if isinstance(sources, str):
+        sources = {s: sources for s in splits}
+    lines = lines or {}
+    arrays: dict[str, np.ndarray] = {}
+    for s, e in splits.items():
+        src = sources.get(s, s)
+        e = e.detach().cpu().numpy() if isinstance(e, Tensor) else np.asarray(e)
+        if e.ndim != 2 or e.shape[0] != 2:
+            hint = " (looks transposed: expected [2, E])" if e.ndim == 2 and e.shape[1] == 2 else ""
+            raise DataValidationError(
+                f"{src}: {s} interactions must have shape [2, E] (row 0 user, row 1 item), "
+                f"got {e.shape}{hint}")
+        u = as_id_array(e[0], "user", src, lines.get(s), num_users)
+        i = as_id_array(e[1], "item", src, lines.get(s), num_items)
+        arrays[s] = np.stack([u, i])
+    for s, e in arrays.items():
+        if e.shape[1] == 0:
+            raise DataValidationError(f"{sources.get(s, s)}: the {s} split is empty (0 interactions)")
+    n_u = int(num_users) if num_users is not None else \
+        int(max(e[0].max() for e in arrays.values())) + 1
+    n_i = int(num_items) if num_items is not None else \
+        int(max(e[1].max() for e in arrays.values())) + 1
+    all_src = ", ".join(dict.fromkeys(sources.get(s, s) for s in arrays))
+    if contiguous:
+        check_contiguous([e[0] for e in arrays.values()], n_u, "user", all_src)
+        check_contiguous([e[1] for e in arrays.values()], n_i, "item", all_src)
+    keep = {s: np.ones(e.shape[1], dtype=bool) for s, e in arrays.items()}
+    if dedup:
+        keep = deduplicate(arrays, n_i, all_src)
+        arrays = {s: (e if keep[s].all() else e[:, keep[s]]) for s, e in arrays.items()}
+    if require_train and "train" in arrays:
+        check_train_coverage(arrays["train"][0], n_u, all_src)
+    return ValidatedInteractions(arrays, n_u, n_i, keep)
+
+
+def validate_features(feat, num_items: int, modality: str, source: str) -> np.ndarray:
+    r"""Check a ``[num_items, dim]`` feature matrix and return it as ``float32``.
+
+    Raises:
+        DataValidationError: wrong rank, wrong number of rows, non-numeric
+            dtype, or NaN/inf entries.
+    """
+    a = feat.detach().cpu().numpy() if isinstance(feat, Tensor) else np.asarray(feat)
+    if a.dtype == np.bool_ or not (np.issubdtype(a.dtype, np.floating)
+                                   or np.issubdtype(a.dtype, np.integer)):
+        raise DataValidationError(f"{source}: {modality} features must be a real-valued array, "
+                                  f"got dtype {a.dtype}")
+    if a.ndim != 2:
+        raise DataValidationError(f"{source}: {modality} features must have shape [n_items, dim], "
+                                  f"got {a.shape}")
+    if a.shape[0] != num_items:
+        raise DataValidationError(f"{source}: {modality} features have {a.shape[0]} rows but the "
+                                  f"dataset has {num_items} items")
+    a = a.astype(np.float32, copy=False)
+    finite = np.isfinite(a)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.all(axis=1))
+        raise DataValidationError(f"{source}: {modality} features contain NaN/inf in "
+                                  f"{rows.size} row(s) (first items: {_fmt_ids(rows)})")
+    return a
+
+
+def validate_hetero(data, contiguous: bool = False) -> None:
+    r"""Check an assembled :class:`HeteroData` against the project layout.
+
+    Verifies that train/valid/test edges exist with ids in range, that no
+    split is empty, that every user has a training edge and that every
+    modality feature is a finite ``float32 [num_items, dim]`` tensor.
+    ``contiguous=True`` also demands that every user and item occurs.
+    """
+    n_u, n_i = num_users(data), num_items(data)
+    splits = {}
+    for s in SPLITS:
+        try:
+            splits[s] = split_edge_index(data, s)
+        except KeyError as err:
+            raise DataValidationError(f"HeteroData: {err.args[0]}") from None
+    validate_interactions(splits, n_u, n_i, sources="HeteroData", contiguous=contiguous,
+                          dedup=False, require_train=True)
+    for m, f in modality_features(data).items():
+        if f.dtype != torch.float32:
+            raise DataValidationError(f"HeteroData: feature {m!r} has dtype {f.dtype}, expected float32")
+        validate_features(f, n_i, m, "HeteroData")

@@ -1,0 +1,284 @@
+r"""Exact cosine k-nearest-neighbour graphs over item (or user) features.
+
+The similarity matrix is never materialised: rows are processed in chunks,
+``sim = x_n[chunk] @ x_n^T`` (one large GEMM, ``[c, n]``) followed by
+``topk``, so memory grows as ``O(n x chunk)`` and the run time is dominated by
+the matrix product (``2 n^2 d`` FLOPs in all). The same code runs on CPU and
+CUDA.
+
+Conventions (as MMRec's FREEDOM / LATTICE / MambaRec code):
+
+* similarity is cosine (rows L2-normalised; all-zero rows have similarity 0
+  with everything);
+* ``include_self=True`` (default): a node is a candidate of its own
+  neighbourhood like any other node, so it normally is its own nearest
+  neighbour (MMRec). ``include_self=False`` masks the diagonal;
+* **ties are broken deterministically by the lower node index**: among equal
+  similarities the smaller column id is kept, and each row's neighbours are
+  listed by decreasing similarity, then increasing id. (Implemented by a
+  ``topk(k + 1)`` that detects rows whose ``k``-th and ``k+1``-th similarities
+  are equal, and an exact re-selection for those rows only.)
+* ``k`` is clamped to the number of candidates (``n`` or ``n - 1``).
+
+The edge list is in matrix convention: ``edge_index[0]`` is the node ``i``,
+``edge_index[1]`` one of its neighbours ``j``; ``A[i, j] = w``;
+``SparseAdj.matmul`` aggregates neighbours into ``i`` (MMRec's
+``torch.sparse.mm(adj, x)``). For PyG message passing over the stored edge
+type use ``edge_index.flip(0)`` (messages flow from ``j`` to ``i``).
+
+Normalisation of the kNN adjacency (degrees are row sums, as in MMRec):
+``'sym'``: ``D^{-1/2} A D^{-1/2}``; ``'rw'``: ``D^{-1} A``; ``None``: raw.
+With binary weights (``weighted=False``, FREEDOM/MambaRec) every row sums to
+``k``, so ``'sym'`` gives ``1/k`` on every edge; ``weighted=True`` keeps the
+cosine similarities (LATTICE).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data.hetero import ITEM, feature_key, modality_names, num_items, similar_edge_type
+from ._cache import cached
+from .sparse import SparseAdj, mix_adjacency
+
+KNN_NORMALIZATIONS = ("sym", "rw", None)
+
+#: default memory budget (bytes) for one ``[chunk, n]`` similarity block
+DEFAULT_BLOCK_BYTES = 256 * 2 ** 20
+#: inputs up to this size are L2-normalised into a copy; larger ones are scaled
+#: column-wise on each block instead (no second copy of a big feature matrix)
+NORMALIZED_COPY_BYTES = 512 * 2 ** 20
+
+
+def default_chunk_size(n: int, element_size: int = 4,
+                       block_bytes: int = DEFAULT_BLOCK_BYTES) -> int:
+    """Rows per block so that one ``[chunk, n]`` block stays within ``block_bytes``."""
+    return int(max(1, min(n, block_bytes // max(1, n * element_size))))
+
+
+def _select_ties(sim: Tensor, vals: Tensor, idx: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Make the top-k set deterministic (lower index wins) and order rows canonically."""
+    if vals.size(1) > k:
+        tie = vals[:, k - 1] == vals[:, k]
+        vals = vals[:, :k].contiguous()
+        idx = idx[:, :k].contiguous()
+        if bool(tie.any()):  # rare for real features; one sync per block
+            rows = tie.nonzero().view(-1)
+            sub = sim.index_select(0, rows)
+            thr = vals.index_select(0, rows)[:, k - 1:k]
+            gt = sub > thr
+            need = k - gt.sum(1, keepdim=True)
+            eq = sub == thr
+            sel = gt | (eq & (eq.cumsum(1) <= need))
+            cols = sel.nonzero()[:, 1].view(-1, k)
+            vals[rows] = sub.gather(1, cols)
+            idx[rows] = cols
+    # canonical order within a row: similarity descending, then index ascending
+    order = idx.argsort(dim=1)
+    idx, vals = idx.gather(1, order), vals.gather(1, order)
+    order = vals.argsort(dim=1, descending=True, stable=True)
+    return vals.gather(1, order), idx.gather(1, order)
+
+
+def knn_topk(x: Tensor, k: int = 10, *, chunk_size: Optional[int] = None,
+             include_self: bool = True, normalized_copy: Optional[bool] = None,
+             block_bytes: int = DEFAULT_BLOCK_BYTES) -> tuple[Tensor, Tensor]:
+    r"""Exact cosine top-``k`` neighbours of every row of ``x``.
+
+    Args:
+        x: ``[n, dim]`` features (any device).
+        k: neighbours per row (clamped to the number of candidates).
+        chunk_size: rows per block (default: a ``[chunk, n]`` block of at most
+            ``block_bytes``, 256 MiB).
+        include_self: whether a row may be its own neighbour (default, MMRec).
+        normalized_copy: ``True``: L2-normalise ``x`` into a copy once;
+            ``False``: multiply each block by the inverse column norms instead
+            (saves a copy of ``x``); ``None``: copy if ``x`` is at most 512 MiB.
+        block_bytes: memory budget of one similarity block.
+
+    Returns:
+        ``(values [n, k], indices [n, k])``: cosine similarities and neighbour
+        ids, each row by decreasing similarity then increasing id.
+    """
+    if x.dim() != 2:
+        raise ValueError(f"x must have shape [n, dim], got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be floating point, got {x.dtype}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
+        x = x.float()
+    n = x.size(0)
+    k = min(k, n if include_self else n - 1)
+    if k <= 0 or n == 0:
+        return x.new_zeros(n, 0), torch.zeros(n, 0, dtype=torch.long, device=x.device)
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x holds NaN or infinite values")
+    norm = x.norm(dim=1)
+    inv = torch.where(norm > 0, 1.0 / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(norm))
+    if normalized_copy is None:
+        normalized_copy = x.numel() * x.element_size() <= NORMALIZED_COPY_BYTES
+    base = x * inv.unsqueeze(1) if normalized_copy else x
+    if chunk_size is None:
+        chunk_size = default_chunk_size(n, x.element_size(), block_bytes)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    kk = min(k + 1, n)
+    out_v = x.new_empty(n, k)
+    out_i = torch.empty(n, k, dtype=torch.long, device=x.device)
+    base_t = base.t()
+    for s in range(0, n, chunk_size):
+        e = min(n, s + chunk_size)
+        sim = base[s:e] @ base_t
+        if not normalized_copy:
+            sim.mul_(inv)
+        if not include_self:
+            sim.diagonal(offset=s).fill_(float("-inf"))
+        vals, idx = sim.topk(kk, dim=1, largest=True, sorted=True)
+        vals, idx = _select_ties(sim, vals, idx, k)
+        del sim
+        if not normalized_copy:
+            vals = vals * inv[s:e].unsqueeze(1)
+        out_v[s:e] = vals
+        out_i[s:e] = idx
+    return out_v, out_i
+
+
+def normalize_edge_weight(edge_index: Tensor, edge_weight: Tensor, num_nodes: int,
+                          normalization: Optional[str] = "sym") -> Tensor:
+    r"""Normalise a (possibly directed) graph's weights with row-sum degrees.
+
+    ``'sym'``: ``w_ij / sqrt(d_i d_j)``; ``'rw'``: ``w_ij / d_i``; ``None``:
+    unchanged; ``d_i = sum_j w_ij`` (MMRec's convention for kNN graphs).
+    Nodes with non-positive degree get weight 0.
+    """
+    if normalization not in KNN_NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; expected one of "
+                         f"{KNN_NORMALIZATIONS}")
+    if normalization is None:
+        return edge_weight
+    row, col = edge_index[0], edge_index[1]
+    deg = edge_weight.new_zeros(num_nodes).index_add_(0, row, edge_weight)
+    pos = deg > 0
+    if normalization == "rw":
+        inv = torch.where(pos, 1.0 / deg.clamp_min(1e-30), torch.zeros_like(deg))
+        return inv[row] * edge_weight
+    dis = torch.where(pos, deg.clamp_min(1e-30).rsqrt(), torch.zeros_like(deg))
+    return dis[row] * edge_weight * dis[col]
+
+
+def knn_graph(x: Tensor, k: int = 10, chunk_size: Optional[int] = None,
+              normalization: Optional[str] = "sym", *, include_self: bool = True,
+              weighted: bool = False, normalized_copy: Optional[bool] = None,
+              block_bytes: int = DEFAULT_BLOCK_BYTES) -> tuple[Tensor, Tensor]:
+    r"""Cosine kNN graph of the rows of ``x``: ``(edge_index [2, n*k], edge_weight [n*k])``.
+
+    Args:
+        x: ``[n, dim]`` features.
+        k: neighbours per node (default 10, MMRec's ``knn_k``).
+        chunk_size: rows per block (see :func:`knn_topk`).
+        normalization: ``'sym'`` (default), ``'rw'`` or ``None``.
+        include_self: a node may be its own neighbour (default, MMRec).
+        weighted: ``False``: binary adjacency before normalisation (FREEDOM,
+            MambaRec); ``True``: cosine similarities (LATTICE).
+
+    ``edge_index[0]`` = node, ``edge_index[1]`` = neighbour (matrix
+    convention, see module docs), sorted by node then rank.
+    """
+    if normalization not in KNN_NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; expected one of "
+                         f"{KNN_NORMALIZATIONS}")
+    vals, idx = knn_topk(x, k, chunk_size=chunk_size, include_self=include_self,
+                         normalized_copy=normalized_copy, block_bytes=block_bytes)
+    n, kk = idx.shape
+    row = torch.arange(n, device=idx.device).repeat_interleave(kk)
+    edge_index = torch.stack([row, idx.reshape(-1)], dim=0)
+    w = vals.reshape(-1).clone() if weighted else torch.ones(n * kk, dtype=vals.dtype,
+                                                             device=vals.device)
+    return edge_index, normalize_edge_weight(edge_index, w, n, normalization)
+
+
+def knn_adjacency(x: Tensor, k: int = 10, chunk_size: Optional[int] = None,
+                  normalization: Optional[str] = "sym", *, include_self: bool = True,
+                  weighted: bool = False, backend: str = "auto") -> SparseAdj:
+    """:func:`knn_graph` as an ``[n, n]`` :class:`SparseAdj`."""
+    ei, w = knn_graph(x, k, chunk_size, normalization, include_self=include_self,
+                      weighted=weighted)
+    n = x.size(0)
+    return SparseAdj.from_edge_index(ei, w, (n, n), symmetric=False, coalesce=False,
+                                     backend=backend)
+
+
+def _store(data: HeteroData, edge_type: tuple[str, str, str], adj: SparseAdj) -> None:
+    data[edge_type].edge_index = adj.edge_index
+    data[edge_type].edge_weight = adj.value
+
+
+def modality_knn_graph(data: HeteroData, modality: str | Mapping[str, float] | Sequence[str],
+                       k: int = 10, normalization: Optional[str] = "sym", store: bool = True, *,
+                       include_self: bool = True, weighted: bool = False,
+                       chunk_size: Optional[int] = None, relation: Optional[str] = None,
+                       device=None, cache: bool = True, backend: str = "auto") -> SparseAdj:
+    r"""Item-item kNN graph from item modality features ``data['item'].x_<modality>``.
+
+    Args:
+        data: the project's :class:`HeteroData`.
+        modality: a modality name (``'image'``); or ``{modality: weight}`` for a
+            weighted mix of the per-modality (normalised) graphs,
+            :math:`\sum_m w_m \hat A_m` (FREEDOM: ``{'image': 0.1, 'text': 0.9}``);
+            or a list of names (equal weights).
+        k, normalization, include_self, weighted, chunk_size: see :func:`knn_graph`.
+        store: write the graph(s) into ``data`` as edge types
+            ``('item', 'similar_<m>', 'item')`` with ``edge_index`` and
+            ``edge_weight``; a mix is stored as ``'similar_<m1>_<m2>...'``
+            (or ``relation``), besides each modality's own graph.
+        device: compute on this device (default: the features' device).
+        cache: reuse a graph built earlier from the same, unchanged features
+            with the same parameters.
+
+    Returns:
+        ``[n_items, n_items]`` :class:`SparseAdj` (``A @ x`` aggregates an
+        item's neighbours).
+    """
+    if isinstance(modality, str):
+        key = feature_key(modality)
+        if key not in data[ITEM]:
+            raise KeyError(f"the data has no item modality {modality!r} (data['item'].{key}); "
+                           f"available: {modality_names(data)}")
+        x = data[ITEM][key]
+        if x.size(0) != num_items(data):
+            raise ValueError(f"{key} has {x.size(0)} rows but there are {num_items(data)} items")
+
+        def build() -> SparseAdj:
+            xx = x if device is None else x.to(device)
+            return knn_adjacency(xx, k, chunk_size, normalization, include_self=include_self,
+                                 weighted=weighted, backend=backend)
+
+        ckey = ("modality_knn", modality, k, normalization, include_self, weighted,
+                None if device is None else str(device), backend)
+        adj = cached(data, ckey, (x,), build, cache)
+        if store:
+            _store(data, (ITEM, relation, ITEM) if relation else similar_edge_type(modality), adj)
+        return adj
+
+    weights = dict(modality) if isinstance(modality, Mapping) else {m: 1.0 / len(modality)
+                                                                     for m in modality}
+    if not weights:
+        raise ValueError("no modality given")
+    adjs = [modality_knn_graph(data, m, k, normalization, store, include_self=include_self,
+                               weighted=weighted, chunk_size=chunk_size, device=device,
+                               cache=cache, backend=backend) for m in weights]
+    if len(adjs) == 1 and next(iter(weights.values())) == 1.0:
+        return adjs[0]
+    adj = mix_adjacency(adjs, list(weights.values()))
+    if store:
+        rel = relation or "similar_" + "_".join(weights)
+        _store(data, (ITEM, rel, ITEM), adj)
+    return adj
+
+
+__all__ = ["knn_topk", "knn_graph", "knn_adjacency", "normalize_edge_weight",
+           "modality_knn_graph", "default_chunk_size", "DEFAULT_BLOCK_BYTES"]

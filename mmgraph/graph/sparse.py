@@ -1,0 +1,552 @@
+r"""A small CSR sparse matrix with a fast, autograd-safe sparse-dense product.
+
+:class:`SparseAdj` is the one sparse type of mmgraph: every graph builder in
+:mod:`mmgraph.graph` returns one and every propagation layer in
+:mod:`mmgraph.nn` accepts one.
+
+Convention
+----------
+``SparseAdj`` is a matrix ``A`` of shape ``[num_rows, num_cols]``;
+``A.matmul(x)`` is ``A @ x`` with ``x`` of shape ``[num_cols, d]``, so
+``A[i, j]`` is the weight with which node ``j``'s features flow into node
+``i``'s output. :meth:`SparseAdj.from_edge_index` reads ``edge_index`` in the
+same *matrix* convention: ``edge_index[0]`` are row ids, ``edge_index[1]``
+column ids (as :func:`torch.sparse_coo_tensor` and
+:func:`torch_geometric.utils.to_torch_csr_tensor` do). In PyG's message-passing
+terms a ``SparseAdj`` is an ``adj_t``: for symmetric graphs (the user-item
+adjacency) the distinction does not matter.
+
+Autograd
+--------
+:meth:`SparseAdj.matmul` is a custom :class:`torch.autograd.Function`:
+
+.. math::
+    Y = A X, \qquad \frac{\partial L}{\partial X} = A^\top \frac{\partial L}{\partial Y},
+    \qquad \frac{\partial L}{\partial A_{ij}} = \Big\langle \frac{\partial L}{\partial Y_i}, X_j \Big\rangle .
+
+For a ``symmetric`` matrix the backward pass reuses the forward CSR
+(``A^T = A``); for other matrices the transposed CSR structure is computed once
+and cached (only a gather of the values is repeated when the values themselves
+require gradients). The backward is written with the same Function, so
+higher-order gradients work too. Gradients flow to ``x`` and, when
+``value.requires_grad`` (learned edge weights), to ``value``.
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..backend import resolve_spmm_backend
+
+_INT32_MAX = 2 ** 31 - 1
+_CSR_WARNING_SILENCED = False
+
+
+def _sparse_csr(rowptr: Tensor, col: Tensor, value: Tensor, size: tuple[int, int]) -> Tensor:
+    """``torch.sparse_csr_tensor`` without invariant checks (the structure is trusted)."""
+    global _CSR_WARNING_SILENCED
+    if not _CSR_WARNING_SILENCED:
+        # PyTorch warns once per process that sparse CSR is "beta"; keep user logs clean.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = torch.sparse_csr_tensor(rowptr, col, value, size, check_invariants=False)
+        _CSR_WARNING_SILENCED = True
+        return out
+    return torch.sparse_csr_tensor(rowptr, col, value, size, check_invariants=False)
+
+
+class _Structure:
+    """Index structure (rowptr, col, size) shared by matrices that differ only in values.
+
+    Holds lazily computed, cached derivatives: expanded row ids, 32-bit index
+    copies for the native kernel, and the transposed structure with the value
+    permutation that maps this structure's values onto it.
+    """
+
+    def __init__(self, rowptr: Tensor, col: Tensor, size: tuple[int, int]):
+        self.rowptr = rowptr
+        self.col = col
+        self.size = (int(size[0]), int(size[1]))
+        self._row: Optional[Tensor] = None
+        self._index32: Optional[tuple[Tensor, Tensor]] = None
+        self._t: Optional[tuple["_Structure", Tensor]] = None  # (transposed, perm)
+
+    @property
+    def nnz(self) -> int:
+        return self.col.numel()
+
+    @property
+    def row(self) -> Tensor:
+        if self._row is None:
+            counts = self.rowptr[1:] - self.rowptr[:-1]
+            self._row = torch.repeat_interleave(
+                torch.arange(self.size[0], device=self.col.device), counts,
+                output_size=self.nnz)
+        return self._row
+
+    def index32(self) -> tuple[Tensor, Tensor]:
+        """(rowptr, col) as int32 when they fit (faster MKL / cuSPARSE path)."""
+        if self._index32 is None:
+            if self.nnz <= _INT32_MAX and max(self.size) <= _INT32_MAX:
+                self._index32 = (self.rowptr.to(torch.int32), self.col.to(torch.int32))
+            else:
+                self._index32 = (self.rowptr, self.col)
+        return self._index32
+
+    def transposed(self) -> tuple["_Structure", Tensor]:
+        """The transposed structure and ``perm`` with ``value_t = value[perm]``."""
+        if self._t is None:
+            # Entries are stored row-major, so a stable sort by column yields
+            # the column-major order with rows ascending inside each column.
+            perm = torch.argsort(self.col, stable=True)
+            col_sorted = self.col[perm]
+            rowptr_t = torch.searchsorted(
+                col_sorted, torch.arange(self.size[1] + 1, device=self.col.device))
+            st = _Structure(rowptr_t, self.row[perm], (self.size[1], self.size[0]))
+            st._row = col_sorted
+            inv = torch.empty_like(perm)
+            inv[perm] = torch.arange(perm.numel(), device=perm.device)
+            st._t = (self, inv)
+            self._t = (st, perm)
+        return self._t
+
+    def to(self, device) -> "_Structure":
+        device = torch.device(device)
+        if self.rowptr.device == device:
+            return self
+        out = _Structure(self.rowptr.to(device), self.col.to(device), self.size)
+        if self._row is not None:
+            out._row = self._row.to(device)
+        return out
+
+
+def _spmm_kernel(st: _Structure, backend: str, value: Tensor, x: Tensor) -> Tensor:
+    """``A @ x`` for the structure ``st`` with values ``value``; no autograd."""
+    if backend == "torch_sparse":
+        from torch_sparse import SparseTensor, matmul
+        adj = SparseTensor(rowptr=st.rowptr, col=st.col, value=value, sparse_sizes=st.size,
+                           is_sorted=True, trust_data=True)
+        return matmul(adj, x, reduce="sum")
+    rowptr, col = st.index32()
+    csr = _sparse_csr(rowptr, col, value, st.size)
+    if backend == "pyg":
+        from torch_geometric.utils import spmm
+        return spmm(csr, x, reduce="sum")
+    return torch.sparse.mm(csr, x)
+
+
+class _SpMM(torch.autograd.Function):
+    """Autograd for ``A @ x`` with ``A`` given by (structure, values)."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, x: Tensor, st: _Structure, backend: str,
+                symmetric: bool) -> Tensor:
+        ctx.st, ctx.backend, ctx.symmetric = st, backend, symmetric
+        if ctx.needs_input_grad[0]:
+            ctx.save_for_backward(value, x)
+        else:
+            ctx.save_for_backward(value)
+        return _spmm_kernel(st, backend, value, x)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        saved = ctx.saved_tensors
+        value = saved[0]
+        st: _Structure = ctx.st
+        grad_out = grad_out.contiguous()
+        grad_value = grad_x = None
+        if ctx.needs_input_grad[1]:
+            if ctx.symmetric:  # A^T = A: reuse the forward CSR.
+                grad_x = _apply(st, ctx.backend, True, value, grad_out)
+            else:
+                st_t, perm = st.transposed()
+                grad_x = _apply(st_t, ctx.backend, False, value.index_select(0, perm), grad_out)
+        if ctx.needs_input_grad[0]:
+            x = saved[1]
+            grad_value = (grad_out.index_select(0, st.row) * x.index_select(0, st.col)).sum(-1)
+        return grad_value, grad_x, None, None, None
+
+
+def _apply(st: _Structure, backend: str, symmetric: bool, value: Tensor, x: Tensor) -> Tensor:
+    if torch.is_grad_enabled() and (x.requires_grad or value.requires_grad):
+        return _SpMM.apply(value, x, st, backend, symmetric)
+    return _spmm_kernel(st, backend, value, x)
+
+
+def _coalesce(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int],
+              reduce: str = "sum", coalesce: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """Sort COO entries row-major, merge duplicates, return (rowptr, col, value)."""
+    num_rows, num_cols = size
+    key = row * num_cols + col
+    if key.numel() > 1:
+        key, perm = torch.sort(key, stable=True)
+        value = value[perm]
+    if coalesce and key.numel() > 1:
+        key_u, inverse = torch.unique_consecutive(key, return_inverse=True)
+        if key_u.numel() != key.numel():
+            if reduce == "sum":
+                value = value.new_zeros(key_u.numel()).index_add_(0, inverse, value)
+            elif reduce in ("max", "min", "mean"):
+                red = {"max": "amax", "min": "amin", "mean": "mean"}[reduce]
+                value = value.new_zeros(key_u.numel()).scatter_reduce_(
+                    0, inverse, value, red, include_self=False)
+            else:
+                raise ValueError(f"unknown reduce {reduce!r}; expected 'sum', 'max', 'min' or 'mean'")
+            key = key_u
+    row = torch.div(key, num_cols, rounding_mode="floor")
+    col = key - row * num_cols
+    rowptr = torch.searchsorted(row, torch.arange(num_rows + 1, device=row.device))
+    return rowptr, col, value
+
+
+class SparseAdj:
+    r"""A sparse matrix in CSR form: ``(rowptr, col, value, size)``.
+
+    Args:
+        rowptr: ``[num_rows + 1]`` long, row pointers.
+        col: ``[nnz]`` long, column ids, row-major order.
+        value: ``[nnz]`` float values (``None``: all ones).
+        size: ``(num_rows, num_cols)``.
+        symmetric: whether ``A == A^T`` (structure and values). When true the
+            backward pass of :meth:`matmul` reuses the forward CSR. Not
+            checked here; :meth:`from_edge_index` can detect it.
+        backend: sparse-dense kernel, one of ``'auto'``, ``'torch'``,
+            ``'torch_sparse'``, ``'pyg'`` (see :mod:`mmgraph.backend`).
+
+    Example::
+
+        adj = SparseAdj.from_edge_index(edge_index, edge_weight, size=(n, n))
+        out = adj.matmul(x)            # [n, d], differentiable w.r.t. x
+        adj = adj.to('cuda')
+    """
+
+    def __init__(self, rowptr: Tensor, col: Tensor, value: Optional[Tensor] = None,
+                 size: Optional[Sequence[int]] = None, symmetric: bool = False,
+                 backend: str = "auto", *, _structure: Optional[_Structure] = None):
+        if _structure is None:
+            if rowptr.dim() != 1 or col.dim() != 1:
+                raise ValueError("rowptr and col must be 1-dimensional")
+            if size is None:
+                raise ValueError("size=(num_rows, num_cols) is required")
+            if rowptr.numel() != int(size[0]) + 1:
+                raise ValueError(f"rowptr has {rowptr.numel()} entries, expected num_rows + 1 = "
+                                 f"{int(size[0]) + 1}")
+            _structure = _Structure(rowptr.long(), col.long(), (int(size[0]), int(size[1])))
+        self._st = _structure
+        if value is None:
+            value = torch.ones(self._st.nnz, device=self._st.col.device)
+        if value.dim() != 1 or value.numel() != self._st.nnz:
+            raise ValueError(f"value must have shape [nnz={self._st.nnz}], got {tuple(value.shape)}")
+        if value.device != self._st.col.device:
+            raise ValueError(f"value is on {value.device} but the indices are on "
+                             f"{self._st.col.device}")
+        self.value = value
+        self.symmetric = bool(symmetric)
+        self._backend_name = backend
+        self.backend = resolve_spmm_backend(backend)
+        self._t_cache: Optional[SparseAdj] = None
+        self._cast_cache: dict = {}
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_edge_index(cls, edge_index: Tensor, edge_weight: Optional[Tensor] = None,
+                        size: int | Sequence[int] | None = None,
+                        symmetric: Optional[bool] = None, *, reduce: str = "sum",
+                        coalesce: bool = True, backend: str = "auto") -> "SparseAdj":
+        r"""Build ``A`` with ``A[edge_index[0], edge_index[1]] = edge_weight``.
+
+        Args:
+            edge_index: ``[2, E]`` integer (row ids, column ids).
+            edge_weight: ``[E]`` values (``None``: ones).
+            size: ``n`` (square) or ``(num_rows, num_cols)``; ``None`` infers
+                a square size from the largest id (host sync).
+            symmetric: ``None`` detects it (exact comparison with the
+                transpose, computed once and cached); ``True``/``False``
+                trusts the caller.
+            reduce: how duplicate entries merge (``'sum'``, ``'max'``,
+                ``'min'``, ``'mean'``).
+            coalesce: merge duplicates (set ``False`` only for duplicate-free input).
+            backend: see :class:`SparseAdj`.
+        """
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+        if edge_index.is_floating_point():
+            raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
+        edge_index = edge_index.long()
+        num_edges = edge_index.size(1)
+        if size is None:
+            n = int(edge_index.max()) + 1 if num_edges > 0 else 0
+            size = (n, n)
+        elif isinstance(size, int):
+            size = (size, size)
+        size = (int(size[0]), int(size[1]))
+        if num_edges > 0:
+            lo = int(edge_index.min())
+            hi_r, hi_c = int(edge_index[0].max()), int(edge_index[1].max())
+            if lo < 0 or hi_r >= size[0] or hi_c >= size[1]:
+                raise ValueError(f"edge_index ids out of range for size {size}: rows up to {hi_r}, "
+                                 f"columns up to {hi_c}, minimum {lo}")
+        if edge_weight is None:
+            value = torch.ones(num_edges, device=edge_index.device)
+        else:
+            if edge_weight.dim() != 1 or edge_weight.numel() != num_edges:
+                raise ValueError(f"edge_weight must have shape [E={num_edges}], "
+                                 f"got {tuple(edge_weight.shape)}")
+            value = edge_weight if edge_weight.is_floating_point() else edge_weight.float()
+        rowptr, col, value = _coalesce(edge_index[0], edge_index[1], value, size, reduce, coalesce)
+        adj = cls(rowptr, col, value, size, symmetric=bool(symmetric), backend=backend)
+        if symmetric is None:
+            adj.symmetric = adj.is_symmetric()
+        return adj
+
+    @classmethod
+    def from_dense(cls, dense: Tensor, symmetric: Optional[bool] = None,
+                   backend: str = "auto") -> "SparseAdj":
+        """Build from a dense ``[num_rows, num_cols]`` matrix (its non-zeros)."""
+        if dense.dim() != 2:
+            raise ValueError(f"dense must be 2-dimensional, got shape {tuple(dense.shape)}")
+        idx = dense.nonzero().t()
+        return cls.from_edge_index(idx, dense[idx[0], idx[1]], tuple(dense.shape),
+                                   symmetric=symmetric, coalesce=False, backend=backend)
+
+    def with_value(self, value: Tensor, symmetric: Optional[bool] = None) -> "SparseAdj":
+        """Same sparsity structure (and its caches), new values ``[nnz]``."""
+        return SparseAdj(None, None, value, symmetric=self.symmetric if symmetric is None else symmetric,
+                         backend=self._backend_name, _structure=self._st)
+
+    def is_symmetric(self) -> bool:
+        """Exact check ``A == A^T`` (host sync; caches the transpose)."""
+        if self.size[0] != self.size[1]:
+            return False
+        st_t, perm = self._st.transposed()
+        return (torch.equal(st_t.rowptr, self._st.rowptr) and torch.equal(st_t.col, self._st.col)
+                and torch.equal(self.value.detach()[perm], self.value.detach()))
+
+    # ------------------------------------------------------------- properties
+    @property
+    def rowptr(self) -> Tensor:
+        return self._st.rowptr
+
+    @property
+    def col(self) -> Tensor:
+        return self._st.col
+
+    @property
+    def row(self) -> Tensor:
+        """``[nnz]`` row id of every stored entry (cached)."""
+        return self._st.row
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._st.size
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._st.size)
+
+    @property
+    def nnz(self) -> int:
+        return self._st.nnz
+
+    @property
+    def num_rows(self) -> int:
+        return self._st.size[0]
+
+    @property
+    def num_cols(self) -> int:
+        return self._st.size[1]
+
+    @property
+    def device(self) -> torch.device:
+        return self._st.col.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.value.dtype
+
+    @property
+    def edge_index(self) -> Tensor:
+        """``[2, nnz]`` (row ids, column ids), row-major order."""
+        return torch.stack([self._st.row, self._st.col], dim=0)
+
+    @property
+    def edge_weight(self) -> Tensor:
+        """``[nnz]`` values, aligned with :attr:`edge_index`."""
+        return self.value
+
+    # ------------------------------------------------------------- conversion
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "SparseAdj":
+        """Move to ``device`` and/or cast the values to ``dtype``."""
+        st = self._st.to(device) if device is not None else self._st
+        value = self.value
+        if device is not None:
+            value = value.to(device)
+        if dtype is not None:
+            value = value.to(dtype)
+        if st is self._st and value is self.value:
+            return self
+        return SparseAdj(None, None, value, symmetric=self.symmetric, backend=self._backend_name,
+                         _structure=st)
+
+    def apply(self, fn) -> "SparseAdj":
+        """Apply a tensor function (as ``nn.Module._apply`` passes) to indices and values.
+
+        Lets a model carry ``SparseAdj`` graphs through ``model.to(device)`` /
+        ``model.double()``; integer index tensors keep their dtype.
+        """
+        rowptr, col, value = fn(self._st.rowptr), fn(self._st.col), fn(self.value)
+        if rowptr is self._st.rowptr and col is self._st.col:
+            st = self._st
+        elif rowptr.device == self._st.rowptr.device and torch.equal(rowptr, self._st.rowptr) \
+                and torch.equal(col, self._st.col):
+            st = self._st
+        else:
+            st = _Structure(rowptr.long(), col.long(), self.size)
+        if st is self._st and value is self.value:
+            return self
+        return SparseAdj(None, None, value, symmetric=self.symmetric, backend=self._backend_name,
+                         _structure=st)
+
+    def cpu(self) -> "SparseAdj":
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> "SparseAdj":
+        return self.to(torch.device("cuda") if device is None else device)
+
+    def double(self) -> "SparseAdj":
+        return self.to(dtype=torch.float64)
+
+    def float(self) -> "SparseAdj":
+        return self.to(dtype=torch.float32)
+
+    def detach(self) -> "SparseAdj":
+        return self.with_value(self.value.detach())
+
+    def to_dense(self) -> Tensor:
+        """Dense ``[num_rows, num_cols]`` copy (differentiable w.r.t. the values)."""
+        out = self.value.new_zeros(self.size)
+        return out.index_put((self._st.row, self._st.col), self.value, accumulate=True)
+
+    def to_torch_sparse(self, layout: torch.layout = torch.sparse_csr) -> Tensor:
+        """As a ``torch.sparse`` tensor (``torch.sparse_csr`` or ``torch.sparse_coo``)."""
+        if layout == torch.sparse_csr:
+            return _sparse_csr(self._st.rowptr, self._st.col, self.value, self.size)
+        if layout == torch.sparse_coo:
+            return torch.sparse_coo_tensor(self.edge_index, self.value, self.size,
+                                           is_coalesced=True, check_invariants=False)
+        raise ValueError(f"unsupported layout {layout}; use torch.sparse_csr or torch.sparse_coo")
+
+    def to_sparse_tensor(self):
+        """As a ``torch_sparse.SparseTensor`` (needs the optional torch-sparse package)."""
+        try:
+            from torch_sparse import SparseTensor
+        except ImportError as e:
+            raise ImportError("to_sparse_tensor() needs the 'torch-sparse' package") from e
+        return SparseTensor(rowptr=self._st.rowptr, col=self._st.col, value=self.value,
+                            sparse_sizes=self.size, is_sorted=True, trust_data=True)
+
+    # ------------------------------------------------------------- algebra
+    def t(self) -> "SparseAdj":
+        """The transpose ``A^T`` (``self`` when symmetric; structure cached)."""
+        if self.symmetric:
+            return self
+        if self._t_cache is not None:
+            return self._t_cache
+        st_t, perm = self._st.transposed()
+        out = SparseAdj(None, None, self.value.index_select(0, perm), symmetric=False,
+                        backend=self._backend_name, _structure=st_t)
+        if not self.value.requires_grad:
+            out._t_cache = self
+            self._t_cache = out
+        return out
+
+    def sum(self, dim: int = 1) -> Tensor:
+        """Row sums (``dim=1``, ``[num_rows]``) or column sums (``dim=0``, ``[num_cols]``)."""
+        if dim in (1, -1):
+            return self.value.new_zeros(self.size[0]).index_add(0, self._st.row, self.value)
+        if dim == 0:
+            return self.value.new_zeros(self.size[1]).index_add(0, self._st.col, self.value)
+        raise ValueError(f"dim must be 0 or 1, got {dim}")
+
+    def __mul__(self, other: float) -> "SparseAdj":
+        if isinstance(other, Tensor) and other.dim() > 0:
+            raise ValueError("SparseAdj only supports multiplication by a scalar")
+        return self.with_value(self.value * other)
+
+    __rmul__ = __mul__
+
+    def __add__(self, other: "SparseAdj") -> "SparseAdj":
+        if not isinstance(other, SparseAdj):
+            return NotImplemented
+        if other.size != self.size:
+            raise ValueError(f"cannot add SparseAdj of sizes {self.size} and {other.size}")
+        ei = torch.cat([self.edge_index, other.edge_index], dim=1)
+        w = torch.cat([self.value, other.value.to(self.value.dtype)])
+        return SparseAdj.from_edge_index(ei, w, self.size,
+                                         symmetric=self.symmetric and other.symmetric,
+                                         backend=self._backend_name)
+
+    # ------------------------------------------------------------- product
+    def _value_like(self, x: Tensor) -> Tensor:
+        if x.device != self.device:
+            raise ValueError(f"SparseAdj is on {self.device} but the dense operand is on {x.device}; "
+                             f"move one of them with .to(device)")
+        if self.value.dtype == x.dtype:
+            return self.value
+        if self.value.requires_grad:
+            return self.value.to(x.dtype)
+        cached = self._cast_cache.get(x.dtype)
+        if cached is None:
+            cached = self._cast_cache[x.dtype] = self.value.to(x.dtype)
+        return cached
+
+    def matmul(self, x: Tensor) -> Tensor:
+        r"""``A @ x`` for ``x`` of shape ``[num_cols, d]`` (or ``[num_cols]``).
+
+        Differentiable w.r.t. ``x`` and (if it requires grad) :attr:`value`.
+        No host synchronisation.
+        """
+        squeeze = x.dim() == 1
+        if squeeze:
+            x = x.unsqueeze(-1)
+        if x.dim() != 2:
+            raise ValueError(f"matmul expects x of shape [num_cols, d], got {tuple(x.shape)}")
+        if x.size(0) != self.size[1]:
+            raise ValueError(f"shape mismatch: SparseAdj is {self.size}, x has {x.size(0)} rows")
+        if not x.is_floating_point():
+            raise ValueError(f"matmul expects a floating point x, got {x.dtype}")
+        out = _apply(self._st, self.backend, self.symmetric, self._value_like(x), x)
+        return out.squeeze(-1) if squeeze else out
+
+    def __matmul__(self, x: Tensor) -> Tensor:
+        return self.matmul(x)
+
+    def __repr__(self) -> str:
+        return (f"SparseAdj(size={self.size}, nnz={self.nnz}, symmetric={self.symmetric}, "
+                f"device={self.device}, dtype={self.dtype}, backend={self.backend!r})")
+
+
+def mix_adjacency(adjs: Sequence[SparseAdj], weights: Sequence[float]) -> SparseAdj:
+    r"""Weighted sum :math:`\sum_m w_m A_m` over the union of the sparsity patterns.
+
+    Used for FREEDOM-style modality mixing, e.g.
+    ``mix_adjacency([A_image, A_text], [0.1, 0.9])``.
+    """
+    adjs, weights = list(adjs), list(weights)
+    if not adjs or len(adjs) != len(weights):
+        raise ValueError(f"need one weight per matrix, got {len(adjs)} matrices and "
+                         f"{len(weights)} weights")
+    size = adjs[0].size
+    for a in adjs[1:]:
+        if a.size != size:
+            raise ValueError(f"cannot mix SparseAdj of sizes {size} and {a.size}")
+    ei = torch.cat([a.edge_index for a in adjs], dim=1)
+    w = torch.cat([a.value * float(wt) for a, wt in zip(adjs, weights)])
+    return SparseAdj.from_edge_index(ei, w, size, symmetric=all(a.symmetric for a in adjs),
+                                     backend=adjs[0]._backend_name)
+
+
+__all__ = ["SparseAdj", "mix_adjacency"]

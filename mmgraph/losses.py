@@ -1,0 +1,329 @@
+r"""Training objectives shared by the models of mmgraph.
+
+Every loss is a plain function of tensors (functional style, like
+:mod:`torch.nn.functional`), with a thin :class:`torch.nn.Module` wrapper for
+people who prefer modules. All are device-agnostic, differentiable and free
+of host synchronisation.
+
+================  ============================================================
+function          used by
+================  ============================================================
+:func:`bpr_loss`  every pairwise model (BPR-MF, LightGCN, MambaRec, ...)
+:func:`l2_reg`    embedding regularisation, LightGCN form
+:func:`info_nce`  MambaRec (side vs user-item view), REARM, SGL-style models
+:func:`mmd_loss`  MambaRec (image vs text DREAM features)
+:func:`neg_cosine`  BM3 (stop-gradient on the target view)
+:func:`orthogonal_loss`  REARM's difference (orthogonality) constraint
+================  ============================================================
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "bpr_loss", "l2_reg", "info_nce", "mmd_loss", "neg_cosine", "orthogonal_loss",
+    "BPRLoss", "L2Reg", "InfoNCE", "MMDLoss", "NegCosine", "OrthogonalLoss",
+]
+
+
+def bpr_loss(pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
+    r"""Bayesian Personalised Ranking loss.
+
+    .. math::
+        \mathcal{L} = \frac{1}{B K}\sum_{b=1}^{B}\sum_{k=1}^{K}
+        -\log\sigma(s^+_b - s^-_{bk})
+        = \frac{1}{BK}\sum_{b,k}\operatorname{softplus}(s^-_{bk} - s^+_b)
+
+    computed through ``softplus``, so it is exact and finite for any score
+    gap (``-log(sigmoid(x))`` underflows for ``x << 0``).
+
+    Args:
+        pos_scores: ``[B]`` scores of the positive items.
+        neg_scores: ``[B]`` (one negative each) or ``[B, K]`` (``K``
+            negatives each, averaged over all ``B * K`` pairs).
+
+    Returns:
+        scalar.
+    """
+    if neg_scores.dim() == pos_scores.dim() + 1:
+        pos_scores = pos_scores.unsqueeze(-1)
+    elif neg_scores.dim() != pos_scores.dim():
+        raise ValueError(f"neg_scores must have shape [B] or [B, K] for pos_scores "
+                         f"{tuple(pos_scores.shape)}, got {tuple(neg_scores.shape)}")
+    if neg_scores.size(0) != pos_scores.size(0):
+        raise ValueError(f"batch sizes differ: pos_scores {tuple(pos_scores.shape)}, "
+                         f"neg_scores {tuple(neg_scores.shape)}")
+    return F.softplus(neg_scores - pos_scores).mean()
+
+
+def l2_reg(*tensors: Tensor, batch_size: int | None = None, squared: bool = True) -> Tensor:
+    r"""L2 regularisation of the embeddings used in a batch (LightGCN form).
+
+    .. math::
+        \mathcal{R} = \frac{1}{B}\cdot\frac{1}{2}\sum_{t}\lVert t\rVert_F^2
+        \qquad\text{e.g.}\qquad
+        \frac{\lVert E_u\rVert^2 + \lVert E_i\rVert^2 + \lVert E_j\rVert^2}{2B}
+
+    with :math:`E_u, E_i, E_j` the ``[B, d]`` layer-0 embeddings of the batch's
+    users, positive and negative items. This is the regulariser of the
+    LightGCN paper's code and of MambaRec's ``bpr_loss``; the model multiplies
+    it by its ``reg_weight``.
+
+    Args:
+        *tensors: any number of tensors (typically ``[B, d]`` each).
+        batch_size: the divisor :math:`B`. ``None`` uses ``tensors[0].size(0)``
+            (the batch size when the first tensor is the batch's user
+            embeddings); pass ``batch_size=1`` for a plain
+            :math:`\tfrac12\sum\lVert t\rVert^2` weight decay.
+        squared: ``True`` (default) as above. ``False`` gives MMRec's
+            ``EmbLoss`` instead: :math:`\frac{1}{B}\sum_t\lVert t\rVert_F`
+            (unsquared Frobenius norms, no :math:`\tfrac12`).
+
+    Returns:
+        scalar.
+    """
+    if not tensors:
+        raise ValueError("l2_reg needs at least one tensor")
+    if batch_size is None:
+        batch_size = tensors[0].size(0) if tensors[0].dim() > 0 else 1
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if squared:
+        total = sum(t.pow(2).sum() for t in tensors) * 0.5
+    else:
+        total = sum(torch.linalg.vector_norm(t) for t in tensors)
+    return total / batch_size
+
+
+def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
+             symmetric: bool = False) -> Tensor:
+    r"""InfoNCE between two aligned views with in-batch negatives.
+
+    Rows are L2-normalised; row :math:`i` of ``b`` is the positive of row
+    :math:`i` of ``a`` and every other row of ``b`` a negative:
+
+    .. math::
+        \mathcal{L}_{a\to b} = -\frac{1}{B}\sum_{i=1}^{B}
+        \log\frac{\exp(\hat a_i^\top \hat b_i/\tau)}
+                 {\sum_{j=1}^{B}\exp(\hat a_i^\top \hat b_j/\tau)},
+        \qquad \hat x = x/\lVert x\rVert_2 .
+
+    This asymmetric (:math:`a\to b`) form is the default and is the one of
+    MambaRec's and SGL's code. With ``symmetric=True`` the loss is
+    :math:`\tfrac12(\mathcal{L}_{a\to b} + \mathcal{L}_{b\to a})` (CLIP form).
+
+    Computed as a cross-entropy over the ``[B, B]`` logits (log-sum-exp), so it
+    stays finite at small temperatures (``0.01``) with inputs of any norm.
+
+    Args:
+        a: ``[B, d]`` anchors.
+        b: ``[B, d]`` positives (same row order).
+        temperature: :math:`\tau > 0`.
+        symmetric: average both directions.
+
+    Returns:
+        scalar.
+    """
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"info_nce expects two [B, d] tensors of equal shape, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    a = F.normalize(a, dim=-1)
+    b = F.normalize(b, dim=-1)
+    logits = a @ b.t() / temperature
+    target = torch.arange(a.size(0), device=a.device)
+    loss = F.cross_entropy(logits, target)
+    if symmetric:
+        loss = 0.5 * (loss + F.cross_entropy(logits.t(), target))
+    return loss
+
+
+def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
+    r"""``[N, M]`` squared Euclidean distances :math:`\lVert x_i\rVert^2 +
+    \lVert y_j\rVert^2 - 2x_i^\top y_j`, clamped at 0 (never ``[N, M, d]``)."""
+    d = x.pow(2).sum(-1, keepdim=True) + y.pow(2).sum(-1).unsqueeze(0) - 2.0 * (x @ y.t())
+    return d.clamp_min(0.0)
+
+
+def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
+             normalize: bool = True) -> Tensor:
+    r"""Maximum mean discrepancy between two samples (biased estimator).
+
+    With the Gaussian kernel summed over the bandwidths :math:`\sigma_s`,
+
+    .. math::
+        k(u, v) = \sum_s \exp\!\Big(-\frac{\lVert u - v\rVert^2}{2\sigma_s^2}\Big),
+        \qquad
+        \mathrm{MMD}^2 = \overline{K_{xx}} + \overline{K_{yy}} - 2\,\overline{K_{xy}},
+
+    where :math:`\overline{K}` is the mean over all ``[B, B']`` pairs
+    (diagonals included). Pairwise distances are formed in ``[B, B']`` memory
+    as :math:`\lVert u\rVert^2 + \lVert v\rVert^2 - 2u^\top v` (clamped at
+    0), never through a ``[B, B', d]`` broadcast. With ``normalize=True``
+    (MambaRec's form) rows are L2-normalised first.
+
+    Args:
+        x: ``[B, d]`` first sample.
+        y: ``[B', d]`` second sample.
+        sigmas: one bandwidth or a sequence of them (kernels are summed).
+        normalize: L2-normalise rows before the kernel.
+
+    Returns:
+        scalar :math:`\ge 0` up to rounding; 0 when ``x`` and ``y`` are the
+        same sample.
+    """
+    if x.dim() != 2 or y.dim() != 2 or x.size(1) != y.size(1):
+        raise ValueError(f"mmd_loss expects [B, d] and [B', d] tensors, "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if isinstance(sigmas, (int, float)):
+        sigmas = (float(sigmas),)
+    if len(sigmas) == 0 or any(s <= 0 for s in sigmas):
+        raise ValueError(f"sigmas must be positive bandwidths, got {sigmas}")
+    if normalize:
+        x = F.normalize(x, dim=-1)
+        y = F.normalize(y, dim=-1)
+
+    def kernel_mean(u: Tensor, v: Tensor) -> Tensor:
+        d2 = _sq_dists(u, v)
+        return sum(torch.exp(d2 / (-2.0 * s * s)).mean() for s in sigmas)
+
+    return kernel_mean(x, x) + kernel_mean(y, y) - 2.0 * kernel_mean(x, y)
+
+
+def neg_cosine(p: Tensor, z: Tensor) -> Tensor:
+    r"""Negative cosine similarity with a stop-gradient on the target (BM3).
+
+    .. math::
+        \mathcal{L} = -\frac{1}{B}\sum_{i}\frac{p_i^\top \operatorname{sg}(z_i)}
+        {\lVert p_i\rVert\,\lVert z_i\rVert}
+
+    ``z`` is detached: no gradient ever reaches it (BYOL/SimSiam-style target).
+
+    Args:
+        p: ``[B, d]`` online (predicted) view.
+        z: ``[B, d]`` target view.
+
+    Returns:
+        scalar in :math:`[-1, 1]`.
+    """
+    if p.shape != z.shape:
+        raise ValueError(f"neg_cosine expects equal shapes, got {tuple(p.shape)} and {tuple(z.shape)}")
+    return -F.cosine_similarity(p, z.detach(), dim=-1).mean()
+
+
+def orthogonal_loss(a: Tensor, b: Tensor, center: bool = True, reduction: str = "mean",
+                    eps: float = 1e-6) -> Tensor:
+    r"""Difference (orthogonality) constraint between two ``[B, d]`` views (REARM).
+
+    Columns are centred over the batch (``center=True``), rows are divided by
+    their L2 norm (plus ``eps``), and the cross-correlation of the two
+    feature sets is penalised:
+
+    .. math::
+        \tilde A = \frac{A - \bar A}{\lVert A - \bar A\rVert_{\text{row}} + \epsilon},\quad
+        \mathcal{L} = \frac{1}{d_a d_b}\big\lVert \tilde A^\top \tilde B\big\rVert_F^2
+        \quad(\texttt{reduction='mean'})
+
+    or the plain squared Frobenius norm with ``reduction='sum'``. It is 0 when
+    the (centred, row-normalised) feature columns of ``a`` are orthogonal to
+    those of ``b`` over the batch, and positive otherwise. Defaults follow
+    REARM's code (centring, mean of squared entries); REARM additionally
+    treats the row norms as constants in the backward pass, here they are
+    differentiated through.
+
+    Args:
+        a: ``[B, d_a]`` first view (e.g. modality-unique part of image).
+        b: ``[B, d_b]`` second view.
+        center: subtract the batch mean of each column first.
+        reduction: ``'mean'`` (over the ``d_a x d_b`` entries) or ``'sum'``.
+        eps: added to the row norms.
+
+    Returns:
+        scalar :math:`\ge 0`.
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.size(0) != b.size(0):
+        raise ValueError(f"orthogonal_loss expects [B, d_a] and [B, d_b] tensors, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    if center:
+        a = a - a.mean(0, keepdim=True)
+        b = b - b.mean(0, keepdim=True)
+    a = a / (torch.linalg.vector_norm(a, dim=1, keepdim=True) + eps)
+    b = b / (torch.linalg.vector_norm(b, dim=1, keepdim=True) + eps)
+    c = (a.t() @ b).pow(2)
+    return c.mean() if reduction == "mean" else c.sum()
+
+
+# --------------------------------------------------------------------------- modules
+
+class BPRLoss(torch.nn.Module):
+    """Module form of :func:`bpr_loss`."""
+
+    def forward(self, pos_scores: Tensor, neg_scores: Tensor) -> Tensor:
+        return bpr_loss(pos_scores, neg_scores)
+
+
+class L2Reg(torch.nn.Module):
+    """Module form of :func:`l2_reg`."""
+
+    def __init__(self, squared: bool = True):
+        super().__init__()
+        self.squared = squared
+
+    def forward(self, *tensors: Tensor, batch_size: int | None = None) -> Tensor:
+        return l2_reg(*tensors, batch_size=batch_size, squared=self.squared)
+
+
+class InfoNCE(torch.nn.Module):
+    """Module form of :func:`info_nce`."""
+
+    def __init__(self, temperature: float = 0.2, symmetric: bool = False):
+        super().__init__()
+        self.temperature = temperature
+        self.symmetric = symmetric
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return info_nce(a, b, self.temperature, self.symmetric)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, symmetric={self.symmetric}"
+
+
+class MMDLoss(torch.nn.Module):
+    """Module form of :func:`mmd_loss`."""
+
+    def __init__(self, sigmas: float | Sequence[float] = (1.0,), normalize: bool = True):
+        super().__init__()
+        self.sigmas = (float(sigmas),) if isinstance(sigmas, (int, float)) else tuple(sigmas)
+        self.normalize = normalize
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return mmd_loss(x, y, self.sigmas, self.normalize)
+
+    def extra_repr(self) -> str:
+        return f"sigmas={self.sigmas}, normalize={self.normalize}"
+
+
+class NegCosine(torch.nn.Module):
+    """Module form of :func:`neg_cosine`."""
+
+    def forward(self, p: Tensor, z: Tensor) -> Tensor:
+        return neg_cosine(p, z)
+
+
+class OrthogonalLoss(torch.nn.Module):
+    """Module form of :func:`orthogonal_loss`."""
+
+    def __init__(self, center: bool = True, reduction: str = "mean"):
+        super().__init__()
+        self.center = center
+        self.reduction = reduction
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return orthogonal_loss(a, b, self.center, self.reduction)

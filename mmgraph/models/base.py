@@ -1,0 +1,174 @@
+r"""The contract every recommender in mmgraph follows, and the model registry.
+
+A model is a :class:`torch.nn.Module` built from the project's
+:class:`~torch_geometric.data.HeteroData` and a typed config dataclass::
+
+    model = LightGCN(data, LightGCNConfig(num_layers=4))
+    out = model()                       # Embeddings: user [U, d], item [I, d], extra
+    terms = model.loss(batch, out)      # {'bpr': ..., 'reg': ...}; trainer sums them
+    scores = model.score(users, out)    # [B, I]
+
+One trainer (:mod:`mmgraph.train`) and one evaluator
+(:mod:`mmgraph.evaluation`) serve every subclass, including models that users
+write themselves.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from ..data.hetero import num_items, num_users
+from ..losses import bpr_loss, l2_reg
+
+
+@dataclass
+class Batch:
+    """One training batch of interactions.
+
+    Attributes:
+        users: ``[B]`` user ids.
+        pos_items: ``[B]`` positive item ids (training interactions).
+        neg_items: ``[B]`` or ``[B, n_neg]`` sampled negatives, or ``None`` for
+            models that do not use negatives (``uses_negatives = False``).
+    """
+    users: Tensor
+    pos_items: Tensor
+    neg_items: Tensor | None = None
+
+    def to(self, device) -> "Batch":
+        return Batch(self.users.to(device), self.pos_items.to(device),
+                     None if self.neg_items is None else self.neg_items.to(device))
+
+
+@dataclass
+class Embeddings:
+    """Output of a model's forward pass.
+
+    Attributes:
+        user: ``[U, d]`` final user representations used for scoring.
+        item: ``[I, d]`` final item representations used for scoring.
+        extra: model-specific tensors the loss needs (layer-0 embeddings,
+            modality views, ...).
+    """
+    user: Tensor
+    item: Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ModelConfig:
+    """Fields every model config shares. Subclasses add their own."""
+    embedding_dim: int = 64
+    reg_weight: float = 1e-4
+
+
+class Recommender(torch.nn.Module):
+    r"""Base class of every mmgraph model.
+
+    Subclasses set ``name`` and ``config_class``, build their graphs once in
+    ``__init__`` from ``data`` (through :mod:`mmgraph.graph`, never privately)
+    and implement :meth:`forward` and :meth:`loss`.
+
+    Class attributes:
+        name: registry name used by the CLI.
+        config_class: the model's config dataclass.
+        uses_negatives: whether training batches carry sampled negatives.
+    """
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type] = ModelConfig
+    uses_negatives: ClassVar[bool] = True
+    #: Training settings in which the model's paper differs from the trainer's
+    #: defaults (e.g. ``{'patience': 10}``); applied unless the user overrides.
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, data: HeteroData, config: Any | None = None):
+        super().__init__()
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, "
+                            f"got {type(self.config).__name__}")
+        self.num_users = num_users(data)
+        self.num_items = num_items(data)
+        self._graphs: dict[str, Any] = {}
+
+    def register_graph(self, name: str, graph: Any) -> None:
+        """Keep a sparse graph (e.g. :class:`~mmgraph.graph.SparseAdj`) on the model.
+
+        Registered graphs follow ``model.to(device)`` like buffers do, but are
+        not part of the ``state_dict``: they are rebuilt from the data.
+        """
+        self._graphs[name] = graph
+
+    def graph(self, name: str) -> Any:
+        return self._graphs[name]
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for name, g in self._graphs.items():
+            self._graphs[name] = g.apply(fn) if hasattr(g, "apply") else fn(g)
+        return self
+
+    def reset_parameters(self) -> None:
+        for m in self.children():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def forward(self) -> Embeddings:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def score(self, users: Tensor, out: Embeddings) -> Tensor:
+        """Scores ``[B, I]`` of every item for ``users`` (``[B]``)."""
+        return out.user[users] @ out.item.t()
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook for per-epoch work (e.g. FREEDOM's edge pruning). Default: none."""
+
+    def extra_state_key(self) -> dict[str, Any]:
+        """What identifies this model for checkpoints: name, config, sizes."""
+        return {"model": self.name, "config": dataclasses.asdict(self.config),
+                "num_users": self.num_users, "num_items": self.num_items}
+
+
+def bpr_terms(batch: Batch, user: Tensor, item: Tensor, ego_user: Tensor, ego_item: Tensor,
+              reg_weight: float) -> dict[str, Tensor]:
+    """BPR on propagated embeddings + L2 of the batch's layer-0 embeddings.
+
+    The objective LightGCN and most of its descendants share:
+    ``bpr(<u, i>, <u, j>) + reg_weight * l2_reg(e_u^0, e_i^0, e_j^0) / B``.
+    ``batch.neg_items`` may be ``[B]`` or ``[B, K]``.
+    """
+    u = user[batch.users]
+    pos = (u * item[batch.pos_items]).sum(-1)
+    n = item[batch.neg_items]
+    neg = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
+    reg = l2_reg(ego_user[batch.users], ego_item[batch.pos_items], ego_item[batch.neg_items],
+                 batch_size=batch.users.numel())
+    return {"bpr": bpr_loss(pos, neg), "reg": reg_weight * reg}
+
+
+MODELS: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator adding a model to :data:`MODELS` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no registry name")
+    if cls.name in MODELS and MODELS[cls.name] is not cls:
+        raise ValueError(f"model name {cls.name!r} registered twice")
+    MODELS[cls.name] = cls
+    return cls
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    key = name.lower()
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
+    return MODELS[key]

@@ -1,0 +1,659 @@
+r"""REARM (Ma et al., ACM MM'25): refining multi-modal contrastive learning and
+homography relations for recommendation.
+
+Pipeline of one forward pass (shapes for ``U`` users, ``I`` items, ``N``
+modalities, width ``d``):
+
+1. **Graphs** (built once, through :mod:`mmgraph.graph`):
+
+   * item homography ``S_I = a_I C_I + (1 - a_I) sum_m w_m K_m`` where ``C_I``
+     is the top-``item_knn_k`` item co-occurrence graph (softmax over shared
+     user counts, :func:`~mmgraph.graph.cooccurrence_graph`) and ``K_m`` the
+     cosine kNN graph of item features of modality ``m``
+     (:func:`~mmgraph.graph.modality_knn_graph`), ``a_I = ii_co_weight``;
+   * user homography ``S_U = a_U C_U + (1 - a_U) sum_m v_m P_m`` with the
+     top-``user_knn_k`` user co-occurrence graph ``C_U`` and the cosine kNN
+     graph ``P_m`` of the users' interest profiles (mean features of their
+     training items, :func:`~mmgraph.graph.user_interest_graph`),
+     ``a_U = uu_co_weight``.
+
+   The mixes are stored in ``data`` as edge types
+   ``('item', 'homography', 'item')`` and ``('user', 'homography', 'user')``
+   (``edge_index`` row = node, column = neighbour; ``edge_weight``).
+
+2. **Homography propagation**: ``X_I = normalize(S_I^{L_I} [E_I | T_1 F_1 | ... | T_N F_N])``
+   with item ID embeddings ``E_I`` ``[I, d]``, (trainable) item features
+   ``F_m`` ``[I, dim_m]`` projected by ``T_m``; the same for users over
+   ``S_U`` with the trainable interest profiles. Rows are L2-normalised over
+   the whole ``(1 + N) d`` concatenation (as the authors do).
+
+3. **Attention on item modality features** (each of the ``d`` coordinates is
+   a one-dimensional token, :class:`ScalarTokenAttention`):
+   self-attention ``A_m = PReLU(LN(X_m + SelfAttn_m(X_m, X_m)))``, then
+   cross-modal attention ``B_m = PReLU(LN(A_m + CrossAttn_m(q=Q_m, kv=A_m)))``
+   with ``Q_m`` the other modality (``N = 2``) or the mean of the other
+   modalities (``N > 2``). User modality parts get ``PReLU`` only.
+
+4. **Heterography propagation**: LightGCN over the user-item graph (layer
+   mean, ``num_layers``) of the ID part ``[E_U'; E_I']`` and of the modality
+   part ``[B_U; B_I]`` (``[U + I, N d]``).
+
+5. **Meta-network** (:class:`LowRankMetaTransform`): modality-shared
+   knowledge ``k = W [h_1 | ... | h_N]`` (``N d -> d``) generates a
+   personalised rank-``r`` transform ``W_1 W_2`` (``[d, r]`` and ``[r, d]``,
+   softmax-normalised, plus their mean over nodes) applied to the ID
+   embedding: ``s = (e^T W_1) W_2``.
+
+6. **Output**: ``z = [PReLU(h_1) + e | ... | PReLU(h_N) + e | PReLU(s) + e]``
+   (``(N + 1) d`` wide) for users and items; score = ``z_u^T z_i``.
+
+Loss: BPR (:func:`~mmgraph.losses.bpr_loss`)
++ ``cl_loss_weight`` x InfoNCE (:func:`~mmgraph.losses.info_nce`, temperature
+``cl_tmp``) between every pair of modality parts ``h_m, h_m'`` of the batch's
+unique users and of its unique (positive and negative) items
++ ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`)
+between every pair of modality parts of the batch's users and positive items.
+The authors' L2 regularisation is AdamW's decoupled weight decay
+(``optimizer='adamw'``, ``weight_decay``), carried by :attr:`REARM.train_defaults`.
+
+Where the authors hard-wire two modalities (image, text) this module takes
+any ``N >= 1`` (see :class:`REARMConfig` for the generalisations).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import HeteroData
+
+from ..data.hetero import ITEM, USER, feature_key, modality_names
+from ..graph import (SparseAdj, bipartite_adjacency, cooccurrence_graph, mix_adjacency,
+                     modality_knn_graph, user_interest_graph, user_profiles)
+from ..losses import bpr_loss, info_nce, l2_reg, orthogonal_loss
+from ..nn.conv import ItemItemConv
+from ..nn.encoder import LightGCNEncoder
+from .base import Batch, Embeddings, ModelConfig, Recommender, register
+
+#: edge types under which the mixed homography graphs are stored in ``data``
+ITEM_HOMOGRAPHY = (ITEM, "homography", ITEM)
+USER_HOMOGRAPHY = (USER, "homography", USER)
+
+KNN_WEIGHTINGS = ("similarity", "binary")
+META_GRADIENTS = ("frozen", "detach_input", "full")
+
+
+@dataclass
+class REARMConfig(ModelConfig):
+    r"""REARM settings. Defaults are the authors' Amazon Baby settings
+    (README command of github.com/MrShouxingMa/REARM; their names in brackets).
+
+    Attributes:
+        embedding_dim: ``d`` [embedding_dim 64].
+        reg_weight: weight of an explicit batch L2 term (LightGCN form) on the
+            layer-0 ID embeddings. ``0``: the authors' loss has none
+            (``reg_loss = 0  # Realized in AdamW``); their ``--reg_weight 5e-4``
+            is AdamW's ``weight_decay`` below.
+        weight_decay: AdamW decoupled weight decay [reg_weight 5e-4].
+        optimizer: ``'adamw'`` [optim.AdamW].
+        num_layers: user-item (heterography) propagation layers [num_layer 4].
+        rank: rank ``r`` of the personalised transforms [rank 3].
+        s_drop: dropout on self-attention weights [s_drop 0.4].
+        m_drop: dropout on cross-modal attention weights [m_drop 0.6].
+        user_knn_k: neighbours per user in the user co-occurrence and
+            interest graphs [user_knn_k 40; num_user_co = user_knn_k].
+        item_knn_k: neighbours per item in the item co-occurrence and
+            modality graphs [item_knn_k 10; num_item_co = item_knn_k].
+        n_ii_layers: item-item propagation layers [n_ii_layers 1].
+        n_uu_layers: user-user propagation layers [n_uu_layers 1].
+        cl_tmp: InfoNCE temperature [cl_tmp 0.6].
+        cl_loss_weight: InfoNCE weight [cl_loss_weight 5e-6].
+        diff_loss_weight: orthogonality weight [diff_loss_weight 5e-5].
+        uu_co_weight: share of the co-occurrence graph in the user graph [0.4].
+        ii_co_weight: share of the co-occurrence graph in the item graph [0.2].
+        u_mm_image_weight: share of the image interest graph among the user
+            modality graphs [0.2]; the other modalities share the rest
+            equally (the authors: text gets ``1 - w``). Without an ``'image'``
+            modality all modalities weigh the same.
+        i_mm_image_weight: the same for the item modality graphs [0].
+        co_weighting: co-occurrence edge weights, ``'softmax'`` over the kept
+            counts [user_aggr_mode 'softmax'] or raw ``'count'``.
+        knn_weighting: ``'similarity'`` (the authors' ``get_knn_adj_mat``:
+            cosine similarity of the kept neighbours divided by ``k``, self
+            included) or ``'binary'`` (``1/k`` per kept neighbour, FREEDOM's
+            convention).
+        modalities: modalities to use (default: every ``x_<m>`` in the data,
+            sorted). Order matters only for the output layout.
+        train_features: item features and user interest profiles are
+            trainable tables initialised from the data (the authors:
+            ``nn.Embedding.from_pretrained(freeze=False)`` and
+            ``nn.Parameter(u_interest)``); ``False`` keeps them fixed.
+        meta_gradient: how gradients reach the meta-network's knowledge
+            extractor. ``'frozen'`` (the authors: its output is detached, so
+            the extractor is a fixed random projection; here its weights are
+            marked ``requires_grad=False``); ``'detach_input'`` (trained, but
+            no gradient flows back into the modality parts); ``'full'``.
+    """
+    embedding_dim: int = 64
+    reg_weight: float = 0.0
+    weight_decay: float = 5e-4
+    optimizer: str = "adamw"
+    num_layers: int = 4
+    rank: int = 3
+    s_drop: float = 0.4
+    m_drop: float = 0.6
+    user_knn_k: int = 40
+    item_knn_k: int = 10
+    n_ii_layers: int = 1
+    n_uu_layers: int = 1
+    cl_tmp: float = 0.6
+    cl_loss_weight: float = 5e-6
+    diff_loss_weight: float = 5e-5
+    uu_co_weight: float = 0.4
+    ii_co_weight: float = 0.2
+    u_mm_image_weight: float = 0.2
+    i_mm_image_weight: float = 0.0
+    co_weighting: str = "softmax"
+    knn_weighting: str = "similarity"
+    modalities: tuple[str, ...] | None = None
+    train_features: bool = True
+    meta_gradient: str = "frozen"
+
+    def __post_init__(self):
+        if self.modalities is not None:
+            self.modalities = tuple(self.modalities)
+        for name in ("embedding_dim", "rank", "user_knn_k", "item_knn_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_layers", "n_ii_layers", "n_uu_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("s_drop", "m_drop", "uu_co_weight", "ii_co_weight", "u_mm_image_weight",
+                     "i_mm_image_weight"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.cl_tmp <= 0:
+            raise ValueError(f"cl_tmp must be positive, got {self.cl_tmp}")
+        if self.co_weighting not in ("softmax", "count"):
+            raise ValueError(f"co_weighting must be 'softmax' or 'count', got {self.co_weighting!r}")
+        if self.knn_weighting not in KNN_WEIGHTINGS:
+            raise ValueError(f"knn_weighting must be one of {KNN_WEIGHTINGS}, "
+                             f"got {self.knn_weighting!r}")
+        if self.meta_gradient not in META_GRADIENTS:
+            raise ValueError(f"meta_gradient must be one of {META_GRADIENTS}, "
+                             f"got {self.meta_gradient!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
+
+
+# --------------------------------------------------------------------------- blocks
+
+class ScalarTokenAttention(nn.Module):
+    r"""Attention over the coordinates of a vector, each a one-dimensional token.
+
+    For a query vector :math:`x \in \mathbb R^d` and a key/value vector
+    :math:`y \in \mathbb R^d` (one pair per row of the input):
+
+    .. math::
+        q_i = a_q x_i + b_q,\quad k_j = a_k y_j + b_k,\quad v_j = a_v y_j + b_v,
+        \qquad
+        o_i = a_o \sum_{j=1}^{d} \operatorname{dropout}\big(\operatorname{softmax}_j(q_i k_j)\big)\, v_j + b_o
+
+    with six scalars and two output scalars, i.e. exactly
+    ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
+    applied to ``x.unsqueeze(-1)`` (REARM's modality attention), computed
+    through :func:`torch.nn.functional.scaled_dot_product_attention`.
+    Memory and time are ``O(n d^2)``.
+
+    Args:
+        dropout: dropout probability on the attention weights (training only);
+            ``1`` drops every weight (the output is then ``b_o``).
+
+    Shapes: ``query`` ``[n, d]``, ``key_value`` ``[n, d]`` -> ``[n, d]``.
+    """
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
+        self.dropout = float(dropout)
+        self.in_weight = nn.Parameter(torch.empty(3))
+        self.in_bias = nn.Parameter(torch.empty(3))
+        self.out_weight = nn.Parameter(torch.empty(1))
+        self.out_bias = nn.Parameter(torch.empty(1))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # the initialisation of nn.MultiheadAttention(1, 1): xavier-uniform
+        # in-projection ([3, 1]: bound sqrt(6 / 4)), zero biases, out-projection
+        # as nn.Linear(1, 1) (bound 1)
+        bound = math.sqrt(6.0 / 4.0)
+        nn.init.uniform_(self.in_weight, -bound, bound)
+        nn.init.zeros_(self.in_bias)
+        nn.init.uniform_(self.out_weight, -1.0, 1.0)
+        nn.init.zeros_(self.out_bias)
+
+    @classmethod
+    def from_multihead(cls, mha: nn.MultiheadAttention) -> "ScalarTokenAttention":
+        """Copy the weights of a ``nn.MultiheadAttention(1, 1)``."""
+        if mha.embed_dim != 1 or mha.num_heads != 1:
+            raise ValueError("from_multihead needs nn.MultiheadAttention(embed_dim=1, num_heads=1)")
+        out = cls(mha.dropout)
+        with torch.no_grad():
+            out.in_weight.copy_(mha.in_proj_weight.view(3))
+            out.in_bias.copy_(mha.in_proj_bias.view(3))
+            out.out_weight.copy_(mha.out_proj.weight.view(1))
+            out.out_bias.copy_(mha.out_proj.bias.view(1))
+        return out
+
+    def forward(self, query: Tensor, key_value: Tensor) -> Tensor:
+        if query.dim() != 2 or query.shape != key_value.shape:
+            raise ValueError(f"query and key_value must be [n, d] of equal shape, got "
+                             f"{tuple(query.shape)} and {tuple(key_value.shape)}")
+        p = self.dropout if self.training else 0.0
+        if p >= 1.0:
+            return self.out_bias.expand_as(query)
+        w, b = self.in_weight, self.in_bias
+        q = query * w[0] + b[0]
+        k = key_value * w[1] + b[1]
+        v = key_value * w[2] + b[2]
+        # [n, d, d] weights; an outer product is cheaper than a batched GEMM
+        # with inner size 1, and drawing the dropout mask with rand_like is
+        # cheaper on CPU than bernoulli_ (what F.dropout / SDPA use)
+        att = torch.softmax(q.unsqueeze(2) * k.unsqueeze(1), dim=-1)
+        if p > 0.0:
+            att = att * (torch.rand_like(att) >= p)
+            v = v * (1.0 / (1.0 - p))
+        o = torch.bmm(att, v.unsqueeze(2)).squeeze(2)
+        return o * self.out_weight + self.out_bias
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}"
+
+
+class _KnowledgeMLP(nn.Module):
+    """``normalize(Linear(PReLU(Linear(x))))``: knowledge -> flattened transform."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.lin1 = nn.Linear(in_dim, hidden)
+        self.act = nn.PReLU()
+        self.lin2 = nn.Linear(hidden, out_dim)
+
+    def reset_parameters(self) -> None:
+        self.lin1.reset_parameters()
+        self.act.reset_parameters()
+        self.lin2.reset_parameters()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.lin2(self.act(self.lin1(x))), dim=-1)
+
+
+class LowRankMetaTransform(nn.Module):
+    r"""REARM's meta-network: modality-shared knowledge -> personalised low-rank transform.
+
+    .. math::
+        \kappa_n = W_c\, h_n \in \mathbb R^{d},\qquad
+        M^{(1)}_n = \operatorname{softmax}_{\text{rows}}\!\big(G_1(\kappa_n) + \overline{G_1}\big) \in \mathbb R^{d\times r},\qquad
+        M^{(2)}_n = \operatorname{softmax}_{\text{rows}}\!\big(G_2(\kappa_n) + \overline{G_2}\big) \in \mathbb R^{r\times d},
+
+    .. math::
+        s_n = \big(e_n^\top M^{(1)}_n\big) M^{(2)}_n \in \mathbb R^{d},
+
+    with ``h_n`` ``[N d]`` the node's modality parts, ``e_n`` ``[d]`` its ID
+    embedding, ``G_1, G_2`` two-layer MLPs (PReLU, L2-normalised output,
+    reshaped to ``[d, r]`` / ``[r, d]``), :math:`\overline{G}` their mean over
+    all nodes and the softmax taken over the first matrix axis (over ``d``
+    for :math:`M^{(1)}`, over ``r`` for :math:`M^{(2)}`), as in the authors' code.
+
+    Args:
+        in_dim: width of ``h`` (``N d``).
+        dim: ``d``.
+        rank: ``r``.
+        gradient: ``'frozen'`` (``W_c`` fixed, no gradient through ``kappa``:
+            the authors' ``.detach()``), ``'detach_input'`` (``W_c`` trained,
+            ``h`` detached) or ``'full'``.
+
+    Shapes: ``forward(e [n, d], h [n, in_dim]) -> [n, d]``; memory ``O(n d r)``.
+    """
+
+    def __init__(self, in_dim: int, dim: int, rank: int, gradient: str = "frozen"):
+        super().__init__()
+        if gradient not in META_GRADIENTS:
+            raise ValueError(f"gradient must be one of {META_GRADIENTS}, got {gradient!r}")
+        self.dim, self.rank, self.gradient = dim, rank, gradient
+        self.compress = nn.Linear(in_dim, dim)
+        self.gen_in = _KnowledgeMLP(dim, dim * rank, dim * rank)
+        self.gen_out = _KnowledgeMLP(dim, dim * rank, dim * rank)
+        if gradient == "frozen":
+            self.compress.requires_grad_(False)
+
+    def reset_parameters(self) -> None:
+        self.compress.reset_parameters()
+        self.gen_in.reset_parameters()
+        self.gen_out.reset_parameters()
+
+    def forward(self, e: Tensor, h: Tensor) -> Tensor:
+        d, r = self.dim, self.rank
+        if self.gradient == "frozen":
+            kappa = self.compress(h).detach()
+        elif self.gradient == "detach_input":
+            kappa = self.compress(h.detach())
+        else:
+            kappa = self.compress(h)
+        m1 = self.gen_in(kappa).view(-1, d, r)
+        m2 = self.gen_out(kappa).view(-1, r, d)
+        m1 = torch.softmax(m1 + m1.mean(0), dim=1)
+        m2 = torch.softmax(m2 + m2.mean(0), dim=1)
+        mid = torch.bmm(e.unsqueeze(1), m1)                 # [n, 1, r]
+        return torch.bmm(mid, m2).squeeze(1)                # [n, d]
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, rank={self.rank}, gradient={self.gradient!r}"
+
+
+# --------------------------------------------------------------------------- graphs
+
+def modality_mix_weights(modalities: Sequence[str], image_weight: float) -> dict[str, float]:
+    r"""Mixing weights of the per-modality similarity graphs.
+
+    Two modalities ``image`` and ``text``: ``{image: w, text: 1 - w}`` (the
+    authors). Generally: ``image`` gets ``w`` and the other modalities share
+    ``1 - w`` equally; without ``image`` (or with ``image`` alone) every
+    modality weighs ``1 / N``.
+    """
+    mods = list(modalities)
+    if not mods:
+        raise ValueError("need at least one modality")
+    if "image" not in mods or len(mods) == 1:
+        return {m: 1.0 / len(mods) for m in mods}
+    rest = (1.0 - image_weight) / (len(mods) - 1)
+    return {m: (image_weight if m == "image" else rest) for m in mods}
+
+
+def homography_mix(co_graph: SparseAdj | None, sim_graphs: dict[str, SparseAdj],
+                   sim_weights: dict[str, float], co_weight: float,
+                   sim_scale: float = 1.0) -> SparseAdj:
+    r"""``co_weight * C + (1 - co_weight) * sim_scale * sum_m w_m K_m`` (REARM's graph mix).
+
+    Terms with zero weight are left out (their graphs may be ``None`` /
+    absent). ``sim_scale`` is ``1/k`` for the authors' similarity
+    convention (``K_m`` raw cosine similarities of the ``k`` kept neighbours).
+    Built with :func:`~mmgraph.graph.mix_adjacency` (union of the patterns,
+    coinciding entries summed).
+    """
+    adjs, weights = [], []
+    if co_weight > 0:
+        if co_graph is None:
+            raise ValueError("co_weight > 0 needs a co-occurrence graph")
+        adjs.append(co_graph)
+        weights.append(co_weight)
+    if co_weight < 1:
+        for m, w in sim_weights.items():
+            if w > 0:
+                adjs.append(sim_graphs[m])
+                weights.append((1.0 - co_weight) * w * sim_scale)
+    if not adjs:
+        raise ValueError("every graph of the mix has zero weight")
+    return mix_adjacency(adjs, weights)
+
+
+def build_homography_graphs(data: HeteroData, config: REARMConfig,
+                            modalities: Sequence[str] | None = None,
+                            store: bool = True) -> tuple[SparseAdj, SparseAdj]:
+    r"""REARM's item-item ``[I, I]`` and user-user ``[U, U]`` homography graphs.
+
+    Item: ``ii_co_weight`` x co-occurrence (top ``item_knn_k``) +
+    ``(1 - ii_co_weight)`` x modality kNN mix (``item_knn_k``,
+    :func:`modality_mix_weights` with ``i_mm_image_weight``). User: the same
+    with ``uu_co_weight``, ``user_knn_k``, interest graphs and
+    ``u_mm_image_weight``. With ``store``, written to ``data`` as
+    :data:`ITEM_HOMOGRAPHY` / :data:`USER_HOMOGRAPHY` (the co-occurrence
+    graphs also as ``(side, 'co_occurs', side)`` by their builder).
+    """
+    mods = list(modalities) if modalities is not None else modality_names(data)
+    weighted = config.knn_weighting == "similarity"
+    norm = None if weighted else "sym"
+    out = []
+    for side, k, co_w, img_w in (("item", config.item_knn_k, config.ii_co_weight,
+                                  config.i_mm_image_weight),
+                                 ("user", config.user_knn_k, config.uu_co_weight,
+                                  config.u_mm_image_weight)):
+        n = int(data[side].num_nodes)
+        co = cooccurrence_graph(data, side=side, k=k, weighting=config.co_weighting,
+                                store=store) if co_w > 0 else None
+        sim_w = modality_mix_weights(mods, img_w)
+        sims = {}
+        if co_w < 1:
+            for m, w in sim_w.items():
+                if w <= 0:
+                    continue
+                if side == "item":
+                    sims[m] = modality_knn_graph(data, m, k, normalization=norm, store=False,
+                                                 weighted=weighted)
+                else:
+                    sims[m] = user_interest_graph(data, m, k, normalization=norm, store=False,
+                                                  weighted=weighted)
+        # the authors' D^-1/2 S D^-1/2 with count degrees = S / k (k kept per row)
+        scale = 1.0 / min(k, n) if weighted else 1.0
+        adj = homography_mix(co, sims, sim_w, co_w, scale)
+        if store:
+            et = ITEM_HOMOGRAPHY if side == "item" else USER_HOMOGRAPHY
+            data[et].edge_index = adj.edge_index
+            data[et].edge_weight = adj.value
+        out.append(adj)
+    return out[0], out[1]
+
+
+# --------------------------------------------------------------------------- model
+
+@register
+class REARM(Recommender):
+    r"""REARM: homography + heterography propagation, modality attention,
+    meta-network low-rank transforms, orthogonality and InfoNCE constraints.
+
+    See the module documentation for the equations. Shapes:
+    ``forward() -> Embeddings(user [U, (N+1) d], item [I, (N+1) d],
+    extra={'feat_user': [U, N d], 'feat_item': [I, N d], 'id_user': [U, d],
+    'id_item': [I, d]})`` where ``feat_*`` are the propagated modality parts
+    (modality ``m`` in columns ``m d .. (m+1) d``) the contrastive and
+    orthogonality losses act on.
+
+    Args:
+        data: the project's :class:`HeteroData` with at least one item
+            modality ``x_<m>`` and training interactions.
+        config: :class:`REARMConfig`.
+    """
+    name = "rearm"
+    config_class = REARMConfig
+    uses_negatives = True
+    #: the authors' optimisation (main.py / parser.py): AdamW, lr 5e-5 held
+    #: constant, weight decay = their reg_weight, 2000 epochs, patience 20
+    train_defaults = {"optimizer": "adamw", "lr": 5e-5, "lr_decay": 1.0,
+                      "weight_decay": 5e-4, "epochs": 2000, "patience": 20}
+
+    def __init__(self, data: HeteroData, config: REARMConfig | None = None):
+        super().__init__(data, config)
+        cfg = self.config
+        available = modality_names(data)
+        mods = list(cfg.modalities) if cfg.modalities is not None else available
+        if not mods:
+            raise ValueError("REARM needs at least one item modality (data['item'].x_<m>); "
+                             "the data has none")
+        missing = [m for m in mods if m not in available]
+        if missing:
+            raise ValueError(f"modalities {missing} are not in the data; available: {available}")
+        self.modalities = mods
+        d = cfg.embedding_dim
+        n_mod = len(mods)
+
+        # graphs
+        ii, uu = build_homography_graphs(data, cfg, mods, store=True)
+        self.register_graph("ii", ii)
+        self.register_graph("uu", uu)
+        self.register_graph("ui", bipartite_adjacency(data))
+
+        # embeddings and modality inputs
+        self.user_emb = nn.Embedding(self.num_users, d)
+        self.item_emb = nn.Embedding(self.num_items, d)
+        self._raw = {}
+        self.item_feat = nn.ParameterDict() if cfg.train_features else None
+        self.user_pref = nn.ParameterDict() if cfg.train_features else None
+        self.item_proj = nn.ModuleDict()
+        self.user_proj = nn.ModuleDict()
+        for m in mods:
+            x = data[ITEM][feature_key(m)].float()
+            prof = user_profiles(data, m)
+            self._raw[m] = (x, prof)
+            if cfg.train_features:
+                self.item_feat[m] = nn.Parameter(x.detach().clone())
+                self.user_pref[m] = nn.Parameter(prof.detach().clone())
+            else:
+                self.register_buffer(f"_item_feat_{m}", x.detach().clone(), persistent=False)
+                self.register_buffer(f"_user_pref_{m}", prof.detach().clone(), persistent=False)
+            self.item_proj[m] = nn.Linear(x.size(1), d)
+            self.user_proj[m] = nn.Linear(x.size(1), d)
+
+        # propagation (parameter-free)
+        self.ii_conv = ItemItemConv(cfg.n_ii_layers, readout="last")
+        self.uu_conv = ItemItemConv(cfg.n_uu_layers, readout="last")
+        self.ui_encoder = LightGCNEncoder(cfg.num_layers, readout="mean")
+
+        # attention on item modality features
+        self.self_attn = nn.ModuleDict({m: ScalarTokenAttention(cfg.s_drop) for m in mods})
+        self.cross_attn = nn.ModuleDict({m: ScalarTokenAttention(cfg.m_drop) for m in mods}) \
+            if n_mod > 1 else None
+        self.norm = nn.LayerNorm(d)      # one LayerNorm shared by every attention block
+        self.act = nn.PReLU()            # one PReLU shared by the whole model (the authors')
+
+        # meta-network
+        self.meta_user = LowRankMetaTransform(n_mod * d, d, cfg.rank, cfg.meta_gradient)
+        self.meta_item = LowRankMetaTransform(n_mod * d, d, cfg.rank, cfg.meta_gradient)
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ setup
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.item_emb.weight, std=0.1)
+        for m in self.modalities:
+            for lin in (self.item_proj[m], self.user_proj[m]):
+                nn.init.xavier_normal_(lin.weight)
+                bound = 1.0 / math.sqrt(lin.in_features)
+                nn.init.uniform_(lin.bias, -bound, bound)
+            if self.item_feat is not None:
+                x, prof = self._raw[m]
+                with torch.no_grad():
+                    self.item_feat[m].copy_(x.to(self.item_feat[m].device))
+                    self.user_pref[m].copy_(prof.to(self.user_pref[m].device))
+            self.self_attn[m].reset_parameters()
+            if self.cross_attn is not None:
+                self.cross_attn[m].reset_parameters()
+        self.norm.reset_parameters()
+        self.act.reset_parameters()
+        self.meta_user.reset_parameters()
+        self.meta_item.reset_parameters()
+
+    def _item_feature(self, m: str) -> Tensor:
+        return self.item_feat[m] if self.item_feat is not None else getattr(self, f"_item_feat_{m}")
+
+    def _user_preference(self, m: str) -> Tensor:
+        return self.user_pref[m] if self.user_pref is not None else getattr(self, f"_user_pref_{m}")
+
+    # ---------------------------------------------------------------- forward
+    def _attend(self, parts: list[Tensor]) -> list[Tensor]:
+        """Self-attention per modality, then cross-modal attention."""
+        mods = self.modalities
+        s = [self.act(self.norm(x + self.self_attn[m](x, x))) for m, x in zip(mods, parts)]
+        if self.cross_attn is None:
+            return s
+        n = len(s)
+        total = torch.stack(s, 0).sum(0) if n > 2 else None
+        out = []
+        for j, (m, x) in enumerate(zip(mods, s)):
+            q = s[1 - j] if n == 2 else (total - x) / (n - 1)
+            out.append(self.act(self.norm(x + self.cross_attn[m](q, x))))
+        return out
+
+    def forward(self) -> Embeddings:
+        d = self.config.embedding_dim
+        mods = self.modalities
+        n_mod = len(mods)
+        # homography: item-item and user-user graphs over [id | modality projections]
+        xi = torch.cat([self.item_emb.weight]
+                       + [self.item_proj[m](self._item_feature(m)) for m in mods], dim=-1)
+        xu = torch.cat([self.user_emb.weight]
+                       + [self.user_proj[m](self._user_preference(m)) for m in mods], dim=-1)
+        xi = F.normalize(self.ii_conv(xi, self.graph("ii")), dim=-1)
+        xu = F.normalize(self.uu_conv(xu, self.graph("uu")), dim=-1)
+        item_parts = list(xi[:, d:].split(d, dim=-1))
+        user_parts = list(xu[:, d:].split(d, dim=-1))
+
+        # attention on item modality parts; users: PReLU only
+        item_parts = self._attend(item_parts)
+        user_parts = [self.act(x) for x in user_parts]
+
+        # heterography: LightGCN over the user-item graph of [id | modality parts]
+        hu, hi = self.ui_encoder(torch.cat([xu[:, :d]] + user_parts, dim=-1),
+                                 torch.cat([xi[:, :d]] + item_parts, dim=-1), self.graph("ui"))
+        id_u, feat_u = hu[:, :d], hu[:, d:]
+        id_i, feat_i = hi[:, :d], hi[:, d:]
+
+        share_u = self.meta_user(id_u, feat_u)
+        share_i = self.meta_item(id_i, feat_i)
+
+        def final(idv: Tensor, feat: Tensor, share: Tensor) -> Tensor:
+            act = self.act(torch.cat([feat, share], dim=-1))
+            return act + idv.repeat(1, n_mod + 1)
+
+        return Embeddings(final(id_u, feat_u, share_u), final(id_i, feat_i, share_i),
+                          {"feat_user": feat_u, "feat_item": feat_i, "id_user": id_u,
+                           "id_item": id_i})
+
+    # ------------------------------------------------------------------- loss
+    def _modality_pairs(self) -> list[tuple[int, int]]:
+        n = len(self.modalities)
+        return [(a, b) for a in range(n) for b in range(a + 1, n)]
+
+    def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
+        cfg = self.config
+        d = cfg.embedding_dim
+        users, pos, neg = batch.users, batch.pos_items, batch.neg_items
+        if neg is None:
+            raise ValueError("REARM is trained with sampled negatives (batch.neg_items is None)")
+        u = out.user[users]
+        pos_s = (u * out.item[pos]).sum(-1)
+        n = out.item[neg]
+        neg_s = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
+        terms = {"bpr": bpr_loss(pos_s, neg_s)}
+
+        pairs = self._modality_pairs()
+        if pairs:
+            fu, fi = out.extra["feat_user"], out.extra["feat_item"]
+            # InfoNCE between modalities over the batch's distinct users / items
+            uu = torch.unique(users)
+            ii = torch.unique(torch.cat([pos.reshape(-1), neg.reshape(-1)]))
+            fu_b, fi_b = fu[uu], fi[ii]
+            cl = sum(info_nce(fu_b[:, a * d:(a + 1) * d], fu_b[:, b * d:(b + 1) * d], cfg.cl_tmp)
+                     + info_nce(fi_b[:, a * d:(a + 1) * d], fi_b[:, b * d:(b + 1) * d], cfg.cl_tmp)
+                     for a, b in pairs)
+            terms["cl"] = cfg.cl_loss_weight * cl
+            # orthogonality of modality-unique parts: the batch's users and positives
+            fu_o, fi_o = fu[users], fi[pos]
+            diff = sum(orthogonal_loss(fu_o[:, a * d:(a + 1) * d], fu_o[:, b * d:(b + 1) * d])
+                       + orthogonal_loss(fi_o[:, a * d:(a + 1) * d], fi_o[:, b * d:(b + 1) * d])
+                       for a, b in pairs)
+            terms["diff"] = cfg.diff_loss_weight * diff
+        if cfg.reg_weight > 0:
+            terms["reg"] = cfg.reg_weight * l2_reg(
+                self.user_emb.weight[users], self.item_emb.weight[pos],
+                self.item_emb.weight[neg], batch_size=users.numel())
+        return terms
+
+
+__all__ = ["REARM", "REARMConfig", "ScalarTokenAttention", "LowRankMetaTransform",
+           "modality_mix_weights", "homography_mix", "build_homography_graphs",
+           "ITEM_HOMOGRAPHY", "USER_HOMOGRAPHY"]

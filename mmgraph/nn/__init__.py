@@ -1,0 +1,5 @@
+"""Neural-network layers of mmgraph (PyG house style)."""
+from .conv import ItemItemConv, LightGCNConv  # noqa: F401
+from .encoder import LightGCNEncoder  # noqa: F401
+from .dream import DREAM  # noqa: F401
+from .modality import ModalityAttentionFusion, ModalityGate, ModalityProjector  # noqa: F401

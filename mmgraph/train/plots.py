@@ -1,0 +1,36 @@
+"""Learning curves (needs matplotlib: ``pip install mmgraph[plot]``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_history(history: list[dict[str, Any]], path: str | Path,
+                 metric: str = "recall@20", title: str | None = None) -> Path:
+    """Training loss and validation ``metric`` per epoch, side by side, as a PNG."""
+    path = Path(path)
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax1.plot(epochs, [h["loss"] for h in history], color="tab:blue")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("training loss")
+    ev = [(h["epoch"], h["valid"][metric]) for h in history if "valid" in h]
+    if ev:
+        ax2.plot(*zip(*ev), color="tab:green", label=f"valid {metric}")
+        tests = [(h["epoch"], h["test"][metric]) for h in history if "test" in h]
+        if tests:
+            ax2.scatter(*zip(*tests), color="tab:red", s=12, label=f"test {metric} (new best)")
+        ax2.legend()
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel(metric)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

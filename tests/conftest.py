@@ -1,0 +1,21 @@
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """The small synthetic dataset with a planted multimodal signal."""
+    from mmgraph.data import load_dataset
+    return load_dataset("synthetic:tiny")
+
+
+@pytest.fixture(scope="session")
+def baby_dir():
+    path = SHARED_DATA / "baby"
+    if not (path / "train.npy").is_file():
+        pytest.skip("../shared/data/baby is not present")
+    return path

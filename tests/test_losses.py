@@ -1,0 +1,180 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmgraph.losses import (BPRLoss, InfoNCE, MMDLoss, bpr_loss, info_nce, l2_reg, mmd_loss,
+                            neg_cosine, orthogonal_loss)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- BPR
+def test_bpr_hand_case():
+    pos = torch.tensor([2.0, 0.0])
+    neg = torch.tensor([1.0, 0.0])
+    # -log sigmoid(1) = log(1 + e^-1) = 0.3132617; -log sigmoid(0) = log 2 = 0.6931472
+    expected = (math.log(1 + math.exp(-1)) + math.log(2)) / 2
+    assert bpr_loss(pos, neg).item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.5032044, abs=1e-6)
+    assert BPRLoss()(pos, neg).item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_bpr_multi_negative_and_stability():
+    g = _gen()
+    pos, neg = torch.randn(5, generator=g), torch.randn(5, 3, generator=g)
+    naive = -torch.log(torch.sigmoid(pos[:, None] - neg)).mean()
+    assert torch.allclose(bpr_loss(pos, neg), naive, atol=1e-6)
+    # huge gap: naive log(sigmoid) underflows to inf, softplus stays exact
+    big = bpr_loss(torch.tensor([-200.0]), torch.tensor([0.0]))
+    assert torch.isfinite(big) and big.item() == pytest.approx(200.0)
+    with pytest.raises(ValueError):
+        bpr_loss(pos, torch.randn(4))
+
+
+def test_bpr_gradient():
+    pos = torch.tensor([1.0], requires_grad=True)
+    neg = torch.tensor([1.0], requires_grad=True)
+    bpr_loss(pos, neg).backward()
+    assert pos.grad.item() == pytest.approx(-0.5) and neg.grad.item() == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------- L2
+def test_l2_reg_lightgcn_form():
+    u = torch.tensor([[1.0, 2.0], [0.0, 1.0]])       # ||u||^2 = 6
+    i = torch.tensor([[3.0, 0.0], [0.0, 0.0]])       # 9
+    j = torch.tensor([[1.0, 1.0], [1.0, 1.0]])       # 4
+    assert l2_reg(u, i, j).item() == pytest.approx((6 + 9 + 4) / 2 / 2)
+    assert l2_reg(u, i, j, batch_size=1).item() == pytest.approx(9.5)
+    # MMRec EmbLoss form: unsquared norms / B
+    assert l2_reg(u, i, j, squared=False).item() == pytest.approx(
+        (math.sqrt(6) + 3 + 2) / 2)
+    x = u.clone().requires_grad_()
+    l2_reg(x, batch_size=2).backward()
+    assert torch.allclose(x.grad, u / 2)
+
+
+# ------------------------------------------------------------------------- InfoNCE
+def _naive_info_nce(a, b, t):
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    pos = torch.exp((a * b).sum(1) / t)
+    tot = torch.exp(a @ b.t() / t).sum(1)
+    return -torch.log(pos / tot).mean()
+
+
+def test_info_nce_matches_naive():
+    g = _gen(1)
+    a, b = torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randn(8, 5, generator=g,
+                                                                              dtype=torch.float64)
+    for t in (0.2, 0.5, 1.0):
+        assert torch.allclose(info_nce(a, b, t), _naive_info_nce(a, b, t), atol=1e-10)
+    sym = info_nce(a, b, 0.2, symmetric=True)
+    assert torch.allclose(sym, 0.5 * (_naive_info_nce(a, b, 0.2) + _naive_info_nce(b, a, 0.2)))
+    assert InfoNCE(0.2)(a, b).item() == pytest.approx(info_nce(a, b, 0.2).item())
+
+
+def test_info_nce_small_temperature_finite():
+    g = _gen(2)
+    a = 1e4 * torch.randn(64, 16, generator=g)
+    b = a + 1e3 * torch.randn(64, 16, generator=g)
+    a.requires_grad_()
+    loss = info_nce(a, b, temperature=0.01)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert torch.isfinite(a.grad).all()
+    # float64 naive formula agrees where it does not overflow (|logit| <= 100)
+    ref = _naive_info_nce(a.detach().double(), b.double(), 0.01)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-4)
+
+
+def test_info_nce_perfect_alignment_low_loss():
+    a = torch.eye(4)
+    # logits: 1/t on the diagonal, 0 elsewhere -> loss = log(1 + 3 e^{-1/t})
+    assert info_nce(a, a, 0.5).item() == pytest.approx(math.log(1 + 3 * math.exp(-2)), abs=1e-6)
+
+
+# ----------------------------------------------------------------------------- MMD
+def _naive_mmd(x, y, sigmas, normalize=True):
+    if normalize:
+        x, y = F.normalize(x, dim=1), F.normalize(y, dim=1)
+
+    def k(a, b):
+        d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)      # [B, B, d] broadcast
+        return sum(torch.exp(-d / (2 * s * s)) for s in sigmas)
+
+    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
+def test_mmd_identical_zero_shifted_positive():
+    g = _gen(3)
+    x = torch.randn(32, 8, generator=g)
+    assert mmd_loss(x, x.clone()).abs().item() < 1e-6
+    assert mmd_loss(x, x + 3.0).item() > 1e-2
+    assert mmd_loss(x, x + 3.0, normalize=False).item() > 1e-2
+
+
+def test_mmd_matches_naive_several_sigmas():
+    g = _gen(4)
+    x = torch.randn(20, 6, generator=g, dtype=torch.float64)
+    y = torch.randn(20, 6, generator=g, dtype=torch.float64) + 0.5
+    for sigmas in ((1.0,), (1.5,), (2.0,), (1.0, 1.5, 2.0), (0.3,)):
+        for norm in (True, False):
+            got = mmd_loss(x, y, sigmas, normalize=norm)
+            assert torch.allclose(got, _naive_mmd(x, y, sigmas, norm), atol=1e-10), (sigmas, norm)
+    assert mmd_loss(x, y, 1.5).item() == pytest.approx(_naive_mmd(x, y, (1.5,)).item())
+    assert MMDLoss((1.0, 2.0))(x, y).item() == pytest.approx(_naive_mmd(x, y, (1.0, 2.0)).item())
+
+
+def test_mmd_gradient_flows():
+    g = _gen(5)
+    x = torch.randn(10, 4, generator=g, requires_grad=True)
+    y = torch.randn(10, 4, generator=g, requires_grad=True)
+    mmd_loss(x, y + 1, sigmas=(1.0, 2.0)).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    assert torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------- neg cosine
+def test_neg_cosine_value_and_stop_gradient():
+    p = torch.tensor([[1.0, 0.0], [1.0, 1.0]], requires_grad=True)
+    z = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], requires_grad=True)
+    loss = neg_cosine(p, z)
+    assert loss.item() == pytest.approx(-(1.0 + 0.0) / 2)
+    loss.backward()
+    assert z.grad is None
+    assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------- orthogonal
+def _hadamard(n):
+    h = torch.ones(1, 1)
+    while h.size(0) < n:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h
+
+
+def test_orthogonal_loss_zero_for_orthogonal_positive_otherwise():
+    h = _hadamard(8)
+    a, b = h[:, 1:4], h[:, 4:7]          # centred columns, orthogonal, equal row norms
+    for center in (True, False):
+        for red in ("mean", "sum"):
+            assert orthogonal_loss(a, b, center=center, reduction=red).item() < 1e-10
+    g = _gen(6)
+    x = torch.randn(16, 4, generator=g)
+    assert orthogonal_loss(x, x + 0.1 * torch.randn(16, 4, generator=g)).item() > 1e-3
+    # hand case without centring: a_n = b_n = e_1 for both rows -> A^T B = [[2, 0], [0, 0]]
+    e = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    assert orthogonal_loss(e, e, center=False, reduction="sum").item() == pytest.approx(4.0, abs=1e-4)
+    assert orthogonal_loss(e, e, center=False).item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_orthogonal_loss_gradient():
+    g = _gen(7)
+    a = torch.randn(12, 4, generator=g, requires_grad=True)
+    b = torch.randn(12, 3, generator=g, requires_grad=True)
+    orthogonal_loss(a, b).backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+    assert torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0

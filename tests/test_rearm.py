@@ -1,0 +1,346 @@
+"""REARM: graph mixes, blocks, losses, gradients, persistence and a learning check."""
+
+import numpy as np
+import pytest
+import torch
+
+from mmgraph.data import build_hetero, load_dataset
+from mmgraph.graph import SparseAdj
+from mmgraph.losses import info_nce, orthogonal_loss
+from mmgraph.models.base import Batch, Embeddings, get_model_class
+from mmgraph.models.lightgcn import LightGCN, LightGCNConfig
+from mmgraph.models.rearm import (ITEM_HOMOGRAPHY, USER_HOMOGRAPHY, REARM, LowRankMetaTransform,
+                                  REARMConfig, ScalarTokenAttention, build_homography_graphs,
+                                  homography_mix, modality_mix_weights)
+from mmgraph.train import Trainer, TrainConfig
+
+SMALL = dict(embedding_dim=16, user_knn_k=8, item_knn_k=5, num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """tiny synthetic data with narrow features (fast)."""
+    return load_dataset("synthetic:tiny?image_dim=48&text_dim=24")
+
+
+def _batch(data, n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = data["user", "interacts", "item"].edge_index
+    sel = torch.randperm(ei.size(1), generator=g)[:n]
+    neg = torch.randint(0, data["item"].num_nodes, (n,), generator=g)
+    return Batch(ei[0, sel], ei[1, sel], neg)
+
+
+# --------------------------------------------------------------------------- config
+
+def test_defaults_are_the_authors_baby_settings():
+    c = REARMConfig()
+    assert (c.num_layers, c.weight_decay, c.rank, c.s_drop, c.m_drop) == (4, 5e-4, 3, 0.4, 0.6)
+    assert (c.user_knn_k, c.item_knn_k, c.n_ii_layers, c.n_uu_layers) == (40, 10, 1, 1)
+    assert (c.cl_tmp, c.cl_loss_weight, c.diff_loss_weight) == (0.6, 5e-6, 5e-5)
+    assert (c.uu_co_weight, c.ii_co_weight, c.u_mm_image_weight, c.i_mm_image_weight) == \
+        (0.4, 0.2, 0.2, 0.0)
+    assert c.optimizer == "adamw" and c.embedding_dim == 64
+    assert REARM.train_defaults["optimizer"] == "adamw"
+    assert REARM.train_defaults["weight_decay"] == c.weight_decay
+    assert get_model_class("rearm") is REARM
+    with pytest.raises(ValueError, match="meta_gradient"):
+        REARMConfig(meta_gradient="nope")
+    with pytest.raises(ValueError, match="ii_co_weight"):
+        REARMConfig(ii_co_weight=1.5)
+
+
+# --------------------------------------------------------------------------- graphs
+
+def _hand_data():
+    # 4 users, 5 items; item co-occurrence counts are all distinct or the row is small
+    train = torch.tensor([[0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3],
+                          [0, 1, 2, 0, 1, 0, 3, 4, 1, 2, 3, 4]])
+    g = np.random.default_rng(0)
+    feats = {"image": g.random((5, 6)).astype(np.float32),
+             "text": g.standard_normal((5, 4)).astype(np.float32)}
+    return build_hetero(4, 5, train, features=feats), train, feats
+
+
+def _dense_cooc(train, n_users, n_items, side, k):
+    r = np.zeros((n_users, n_items))
+    r[train[0], train[1]] = 1.0
+    c = r.T @ r if side == "item" else r @ r.T
+    np.fill_diagonal(c, 0.0)
+    out = np.zeros_like(c)
+    for i in range(c.shape[0]):          # reference only: a loop over 5 rows
+        order = sorted(range(c.shape[0]), key=lambda j: (-c[i, j], j))
+        keep = [j for j in order[:k] if c[i, j] > 0]
+        if keep:
+            e = np.exp(c[i, keep] - c[i, keep].max())
+            out[i, keep] = e / e.sum()
+    return out
+
+
+def _dense_knn_sim(x, k):
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    s = xn @ xn.T
+    out = np.zeros_like(s)
+    for i in range(s.shape[0]):
+        keep = np.argsort(-s[i], kind="stable")[:k]
+        out[i, keep] = s[i, keep]
+    return out / k                       # the authors' D^-1/2 S D^-1/2 with count degree k
+
+
+def test_item_and_user_graph_mixes_equal_hand_computation():
+    data, train, feats = _hand_data()
+    cfg = REARMConfig(item_knn_k=3, user_knn_k=2, ii_co_weight=0.3, uu_co_weight=0.6,
+                      i_mm_image_weight=0.25, u_mm_image_weight=0.7)
+    ii, uu = build_homography_graphs(data, cfg)
+    tr = train.numpy()
+    exp_ii = (0.3 * _dense_cooc(tr, 4, 5, "item", 3)
+              + 0.7 * (0.25 * _dense_knn_sim(feats["image"], 3)
+                       + 0.75 * _dense_knn_sim(feats["text"], 3)))
+    np.testing.assert_allclose(ii.to_dense().numpy(), exp_ii, atol=1e-6)
+    # user interest profiles: mean features of each user's training items
+    r = np.zeros((4, 5))
+    r[tr[0], tr[1]] = 1.0
+    r /= r.sum(1, keepdims=True)
+    exp_uu = (0.6 * _dense_cooc(tr, 4, 5, "user", 2)
+              + 0.4 * (0.7 * _dense_knn_sim(r @ feats["image"], 2)
+                       + 0.3 * _dense_knn_sim(r @ feats["text"], 2)))
+    np.testing.assert_allclose(uu.to_dense().numpy(), exp_uu, atol=1e-6)
+    # stored as edge types of the data
+    for et, adj in ((ITEM_HOMOGRAPHY, ii), (USER_HOMOGRAPHY, uu)):
+        back = SparseAdj.from_edge_index(data[et].edge_index, data[et].edge_weight, adj.size)
+        torch.testing.assert_close(back.to_dense(), adj.to_dense())
+
+
+def test_graph_mix_extremes_and_binary_knn():
+    data, train, feats = _hand_data()
+    # co-occurrence only / similarity only
+    ii, _ = build_homography_graphs(data, REARMConfig(item_knn_k=3, user_knn_k=2, ii_co_weight=1.0),
+                                    store=False)
+    np.testing.assert_allclose(ii.to_dense().numpy(), _dense_cooc(train.numpy(), 4, 5, "item", 3),
+                               atol=1e-6)
+    ii, _ = build_homography_graphs(data, REARMConfig(item_knn_k=3, user_knn_k=2, ii_co_weight=0.0,
+                                                      i_mm_image_weight=1.0), store=False)
+    np.testing.assert_allclose(ii.to_dense().numpy(), _dense_knn_sim(feats["image"], 3), atol=1e-6)
+    # 'binary': 1/k on each kept neighbour
+    ii, _ = build_homography_graphs(data, REARMConfig(item_knn_k=3, user_knn_k=2, ii_co_weight=0.0,
+                                                      i_mm_image_weight=1.0,
+                                                      knn_weighting="binary"), store=False)
+    np.testing.assert_allclose(ii.to_dense().numpy(),
+                               (_dense_knn_sim(feats["image"], 3) != 0) / 3.0, atol=1e-6)
+    # 0.25 * A + 0.75 * 0.5 * B by hand
+    a = SparseAdj.from_dense(torch.tensor([[0.0, 1.0], [0.5, 0.5]]))
+    b = SparseAdj.from_dense(torch.tensor([[2.0, 0.0], [0.0, 4.0]]))
+    mix = homography_mix(a, {"x": b}, {"x": 1.0}, 0.25, sim_scale=0.5)
+    torch.testing.assert_close(mix.to_dense(), torch.tensor([[0.75, 0.25], [0.125, 1.625]]))
+    with pytest.raises(ValueError, match="co-occurrence"):
+        homography_mix(None, {"x": b}, {"x": 1.0}, 0.5)
+
+
+def test_modality_mix_weights():
+    assert modality_mix_weights(["image", "text"], 0.2) == {"image": 0.2, "text": 0.8}
+    assert modality_mix_weights(["audio", "image", "text"], 0.4) == \
+        pytest.approx({"audio": 0.3, "image": 0.4, "text": 0.3})
+    assert modality_mix_weights(["text"], 0.2) == {"text": 1.0}
+    assert modality_mix_weights(["a", "b"], 0.9) == {"a": 0.5, "b": 0.5}
+
+
+# --------------------------------------------------------------------------- blocks
+
+def test_scalar_token_attention_equals_multihead_attention():
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(1, 1, dropout=0.3, batch_first=True).eval()
+    att = ScalarTokenAttention.from_multihead(mha).eval()
+    q, kv = torch.randn(7, 12), torch.randn(7, 12)
+    ref, _ = mha(q.unsqueeze(2), kv.unsqueeze(2), kv.unsqueeze(2), need_weights=False)
+    torch.testing.assert_close(att(q, kv), ref.squeeze(2), atol=1e-6, rtol=1e-5)
+    # training: expectation preserved, p = 1 leaves the output bias only
+    att.train()
+    assert att(q, kv).shape == (7, 12)
+    full = ScalarTokenAttention(1.0).train()
+    torch.testing.assert_close(full(q, kv), full.out_bias.expand(7, 12))
+
+
+def test_low_rank_meta_transform_matches_reference():
+    torch.manual_seed(0)
+    d, r, n = 6, 2, 5
+    meta = LowRankMetaTransform(2 * d, d, r, gradient="full")
+    e, h = torch.randn(n, d), torch.randn(n, 2 * d)
+    kappa = meta.compress(h)
+    m1 = meta.gen_in(kappa).view(n, d, r)
+    m2 = meta.gen_out(kappa).view(n, r, d)
+    w1 = torch.softmax(m1 + m1.mean(0), dim=1)
+    w2 = torch.softmax(m2 + m2.mean(0), dim=1)
+    mid = (e.unsqueeze(-1) * w1).sum(1)                   # the authors' multiply-and-sum form
+    ref = (mid.unsqueeze(-1) * w2).sum(1)
+    torch.testing.assert_close(meta(e, h), ref)
+    # 'frozen' (the authors' detach): the knowledge extractor is fixed
+    frozen = LowRankMetaTransform(2 * d, d, r, gradient="frozen")
+    assert not any(p.requires_grad for p in frozen.compress.parameters())
+    hh = h.clone().requires_grad_()
+    frozen(e, hh).sum().backward()
+    assert hh.grad is None
+
+
+# --------------------------------------------------------------------------- model
+
+def test_forward_shapes_and_modality_counts(small):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(**SMALL))
+    out = model()
+    assert out.user.shape == (300, 3 * 16) and out.item.shape == (200, 3 * 16)
+    assert out.extra["feat_item"].shape == (200, 32)
+    assert model.score(torch.tensor([0, 5]), out).shape == (2, 200)
+    # one modality: no contrastive / orthogonality terms
+    one = REARM(small, REARMConfig(modalities=("text",), **SMALL))
+    o1 = one()
+    assert o1.user.shape == (300, 32)
+    assert set(one.loss(_batch(small), o1)) == {"bpr"}
+    with pytest.raises(ValueError, match="not in the data"):
+        REARM(small, REARMConfig(modalities=("audio",), **SMALL))
+
+
+def test_three_modalities():
+    g = np.random.default_rng(1)
+    data = load_dataset("synthetic:tiny?image_dim=16&text_dim=8")
+    data["item"].x_audio = torch.from_numpy(g.random((200, 5)).astype(np.float32))
+    torch.manual_seed(0)
+    model = REARM(data, REARMConfig(**SMALL))
+    assert model.modalities == ["audio", "image", "text"]
+    out = model()
+    assert out.item.shape == (200, 4 * 16)
+    terms = model.loss(_batch(data), out)
+    assert set(terms) == {"bpr", "cl", "diff"}
+    sum(terms.values()).backward()
+
+
+def test_loss_terms_use_the_shared_losses(small):
+    torch.manual_seed(0)
+    cfg = REARMConfig(cl_loss_weight=0.3, diff_loss_weight=0.7, **SMALL)
+    model = REARM(small, cfg).eval()
+    b = _batch(small)
+    out = model()
+    terms = model.loss(b, out)
+    d = 16
+    fu, fi = out.extra["feat_user"], out.extra["feat_item"]
+    uu = torch.unique(b.users)
+    ii = torch.unique(torch.cat([b.pos_items, b.neg_items]))
+    cl = info_nce(fu[uu, :d], fu[uu, d:], 0.6) + info_nce(fi[ii, :d], fi[ii, d:], 0.6)
+    diff = (orthogonal_loss(fu[b.users, :d], fu[b.users, d:])
+            + orthogonal_loss(fi[b.pos_items, :d], fi[b.pos_items, d:]))
+    torch.testing.assert_close(terms["cl"], 0.3 * cl)
+    torch.testing.assert_close(terms["diff"], 0.7 * diff)
+
+
+def test_orthogonality_term_zero_for_orthogonal_parts(small):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(diff_loss_weight=1.0, **SMALL))
+    d, U, I = 16, 300, 200
+    g = torch.Generator().manual_seed(3)
+    b = Batch(torch.arange(64), torch.arange(64), torch.arange(1, 65))
+
+    def diff(fu, fi):
+        out = Embeddings(torch.randn(U, 3 * d, generator=g), torch.randn(I, 3 * d, generator=g),
+                         {"feat_user": fu, "feat_item": fi})
+        return float(model.loss(b, out)["diff"])
+
+    def pattern(n, period):
+        return ((torch.arange(n) // period) % 2).float() * 2 - 1     # +-1, zero mean over 64 rows
+
+    # image part: the row parity in every column; text part: a pattern orthogonal
+    # to it over the batch (both already centred, constant row norms)
+    img_u, img_i = pattern(U, 1).unsqueeze(1).repeat(1, d), pattern(I, 1).unsqueeze(1).repeat(1, d)
+    txt_u, txt_i = torch.zeros(U, d), torch.zeros(I, d)
+    txt_u[:, 0], txt_i[:, 0] = pattern(U, 2), pattern(I, 2)
+    assert diff(torch.cat([img_u, txt_u], 1), torch.cat([img_i, txt_i], 1)) == \
+        pytest.approx(0.0, abs=1e-10)
+    # correlated parts are penalised, identical parts the most
+    rnd_u, rnd_i = torch.randn(U, d, generator=g), torch.randn(I, d, generator=g)
+    some = diff(torch.cat([rnd_u, rnd_u + torch.randn(U, d, generator=g)], 1),
+                torch.cat([rnd_i, rnd_i + torch.randn(I, d, generator=g)], 1))
+    same = diff(torch.cat([rnd_u, rnd_u], 1), torch.cat([rnd_i, rnd_i], 1))
+    assert 0 < some < same
+
+
+@pytest.mark.parametrize("meta_gradient", ["frozen", "detach_input", "full"])
+def test_every_parameter_gets_a_gradient(small, meta_gradient):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(meta_gradient=meta_gradient, reg_weight=1e-4, **SMALL))
+    model.train()
+    terms = model.loss(_batch(small), model())
+    assert set(terms) == {"bpr", "cl", "diff", "reg"}
+    sum(terms.values()).backward()
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all()
+                                       or p.grad.abs().sum() == 0)]
+    assert not missing, missing
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert frozen == ([n for n, _ in model.named_parameters() if ".compress." in n]
+                      if meta_gradient == "frozen" else [])
+
+
+def test_fixed_features_option(small):
+    model = REARM(small, REARMConfig(train_features=False, **SMALL))
+    names = [n for n, _ in model.named_parameters()]
+    assert not any("item_feat" in n or "user_pref" in n for n in names)
+    assert "_item_feat_image" not in model.state_dict()
+    assert model().user.shape == (300, 48)
+
+
+def test_loss_decreases_on_tiny_data(small):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(**SMALL))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    b = _batch(small, n=256)
+    losses = []
+    for _ in range(15):
+        terms = model.loss(b, model())
+        loss = sum(terms.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_save_load_round_trip(small, tmp_path):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(**SMALL))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    terms = model.loss(_batch(small), model())
+    sum(terms.values()).backward()
+    opt.step()                               # move away from the initial state
+    path = tmp_path / "rearm.pt"
+    torch.save(model.state_dict(), path)
+    torch.manual_seed(1)
+    other = REARM(small, REARMConfig(**SMALL))
+    other.load_state_dict(torch.load(path))
+    model.eval()
+    other.eval()
+    users = torch.arange(300)
+    with torch.no_grad():
+        assert torch.equal(model.score(users, model()), other.score(users, other()))
+
+
+def test_reset_parameters_restores_features(small):
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(**SMALL))
+    with torch.no_grad():
+        model.item_feat["image"].add_(1.0)
+    model.reset_parameters()
+    torch.testing.assert_close(model.item_feat["image"], small["item"].x_image)
+
+
+def test_beats_lightgcn_with_planted_multimodal_signal():
+    # sparse interactions (8 per user), strongly clustered features: after the
+    # same short training, REARM's modality graphs and features must help
+    data = load_dataset("synthetic:tiny?image_dim=128&num_users=400&num_items=300"
+                        "&num_interactions=2400")
+    tc = dict(epochs=5, lr=1e-3, lr_decay=1.0, batch_size=512, patience=100, progress=False,
+              seed=0)
+    torch.manual_seed(0)
+    lgcn = Trainer(LightGCN(data, LightGCNConfig(embedding_dim=32)), data, TrainConfig(**tc)).fit()
+    torch.manual_seed(0)
+    rearm = Trainer(REARM(data, REARMConfig(embedding_dim=32, user_knn_k=10, item_knn_k=5)), data,
+                    TrainConfig(**tc)).fit()
+    assert rearm.test["recall@20"] > lgcn.test["recall@20"] + 0.05, (rearm.test, lgcn.test)
+    assert rearm.test["ndcg@20"] > lgcn.test["ndcg@20"], (rearm.test, lgcn.test)

@@ -1,0 +1,166 @@
+import json
+import math
+
+import pytest
+import torch
+
+from mmgraph.evaluation import Evaluator
+from mmgraph.models import BPRMF, LightGCN, LightGCNConfig
+from mmgraph.models.base import Recommender
+from mmgraph.train import Trainer, TrainConfig, load_checkpoint, train_config_for
+
+
+def _cfg(tmp_path=None, **kw):
+    base = dict(epochs=4, batch_size=256, progress=False, patience=50, lr=5e-3,
+                out_dir=None if tmp_path is None else str(tmp_path))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _random_metric(data, ks=(20,)):
+    g = torch.Generator().manual_seed(0)
+    ev = Evaluator(data, ks=ks)
+    return ev.evaluate(lambda u: torch.rand(u.numel(), data["item"].num_nodes, generator=g),
+                       split="test")["recall@20"]
+
+
+def test_lightgcn_learns_beats_random(tiny):
+    torch.manual_seed(0)
+    model = LightGCN(tiny, LightGCNConfig(num_layers=2))
+    res = Trainer(model, tiny, _cfg(epochs=15)).fit()
+    rnd = _random_metric(tiny)
+    assert res.test["recall@20"] > 2 * rnd + 0.02, (res.test, rnd)
+    assert res.best_epoch >= 0 and len(res.history) == 15
+    # the model ends in its best-validation state
+    again = Trainer(model, tiny, _cfg()).evaluate("valid")
+    assert again["recall@20"] == pytest.approx(res.best_valid["recall@20"], abs=1e-6)
+
+
+def test_bprmf_loss_decreases(tiny):
+    torch.manual_seed(0)
+    res = Trainer(BPRMF(tiny), tiny, _cfg(epochs=6)).fit()
+    losses = [h["loss"] for h in res.history]
+    assert losses[-1] < losses[0]
+
+
+def test_seed_determinism(tiny):
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)  # model init differs from the trainer's seed on purpose
+        model = LightGCN(tiny, LightGCNConfig(num_layers=1))
+        runs.append(Trainer(model, tiny, _cfg(epochs=3, seed=7)).fit())
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].test == runs[1].test
+
+
+def test_early_stopping_and_files(tiny, tmp_path):
+    torch.manual_seed(0)
+    model = LightGCN(tiny, LightGCNConfig(num_layers=1))
+    # lr 0: the metric never improves after epoch 0 -> stop after `patience` more epochs
+    res = Trainer(model, tiny, _cfg(tmp_path, epochs=50, patience=3, lr=0.0)).fit()
+    assert res.best_epoch == 0 and res.epochs_run == 4
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [0, 1, 2, 3]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["best_epoch"] == 0 and "recall@20" in results["test"]
+    assert "| test |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "best_model.pt").is_file() and (tmp_path / "checkpoint.pt").is_file()
+
+
+def test_lr_schedule_steps(tiny):
+    model = BPRMF(tiny)
+    res = Trainer(model, tiny, _cfg(epochs=5, lr=1.0e-2, lr_decay=0.5, lr_decay_every=2)).fit()
+    assert [h["lr"] for h in res.history] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3, 2.5e-3])
+
+
+def test_resume_reproduces_uninterrupted_run(tiny, tmp_path):
+    def run(out, epochs, resume=False):
+        torch.manual_seed(0)
+        model = LightGCN(tiny, LightGCNConfig(num_layers=2))
+        return Trainer(model, tiny, _cfg(out, epochs=epochs, resume=resume)).fit()
+
+    full = run(tmp_path / "full", 6)
+    run(tmp_path / "part", 3)                       # "interrupted" after 3 epochs
+    resumed = run(tmp_path / "part", 6, resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in full.history]
+    assert resumed.test == full.test and resumed.best_epoch == full.best_epoch
+    lines = (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 6
+
+
+def test_resume_errors(tiny, tmp_path):
+    torch.manual_seed(0)
+    Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny, _cfg(tmp_path, epochs=1)).fit()
+    with pytest.raises(ValueError, match="config changed in lr"):
+        Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                _cfg(tmp_path, epochs=2, lr=1e-2, resume=True)).fit()
+    with pytest.raises(ValueError, match="another lightgcn config"):
+        Trainer(LightGCN(tiny, LightGCNConfig(num_layers=3)), tiny,
+                _cfg(tmp_path, epochs=2, resume=True)).fit()
+    with pytest.raises(ValueError, match="for model 'lightgcn', not 'bprmf'"):
+        Trainer(BPRMF(tiny), tiny, _cfg(tmp_path, epochs=2, resume=True)).fit()
+    from mmgraph.data import build_hetero
+    other = build_hetero(3, 30, [[0, 1, 2], [0, 1, 2]], [[0], [3]], [[1], [3]])
+    with pytest.raises(ValueError, match="another dataset"):
+        Trainer(LightGCN(other, LightGCNConfig(num_layers=1)), other,
+                _cfg(tmp_path, epochs=2, resume=True)).fit()
+    with pytest.raises(FileNotFoundError):
+        Trainer(BPRMF(tiny), tiny, _cfg(tmp_path / "none", resume=True)).fit()
+
+
+def test_keyboard_interrupt_saves_and_resumes(tiny, tmp_path):
+    class Interrupting(LightGCN):
+        def on_epoch_start(self, epoch):
+            if epoch == 2 and not getattr(self, "fired", False):
+                self.fired = True
+                raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    model = Interrupting(tiny, LightGCNConfig(num_layers=1))
+    res = Trainer(model, tiny, _cfg(tmp_path, epochs=4)).fit()
+    assert res.interrupted and res.epochs_run == 2
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["trainer_state"]["epoch"] == 1
+    res2 = Trainer(model, tiny, _cfg(tmp_path, epochs=4, resume=True)).fit()
+    assert not res2.interrupted and res2.epochs_run == 4
+
+
+def test_train_defaults_and_bad_config():
+    class Paper(Recommender):
+        name = "paper_defaults_probe"
+        train_defaults = {"patience": 10, "optimizer": "adamw"}
+    cfg = train_config_for(Paper, lr=0.01)
+    assert (cfg.patience, cfg.optimizer, cfg.lr) == (10, "adamw", 0.01)
+    with pytest.raises(ValueError, match="unknown option"):
+        train_config_for(Paper, learning_rate=0.1)
+    with pytest.raises(ValueError, match="valid_metric"):
+        TrainConfig(valid_metric="recall@50")
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(optimizer="sgd")
+
+
+def test_custom_user_model_trains(tiny):
+    """A model written outside the package trains with the same trainer."""
+    from dataclasses import dataclass
+    from mmgraph.models.base import Embeddings, ModelConfig, bpr_terms
+
+    @dataclass
+    class Cfg(ModelConfig):
+        pass
+
+    class Mine(Recommender):
+        config_class = Cfg
+
+        def __init__(self, data, config=None):
+            super().__init__(data, config)
+            self.u = torch.nn.Embedding(self.num_users, 16)
+            self.i = torch.nn.Embedding(self.num_items, 16)
+
+        def forward(self):
+            return Embeddings(self.u.weight, self.i.weight)
+
+        def loss(self, batch, out):
+            return bpr_terms(batch, out.user, out.item, out.user, out.item, 0.0)
+
+    torch.manual_seed(0)
+    res = Trainer(Mine(tiny), tiny, _cfg(epochs=3)).fit()
+    assert math.isfinite(res.history[-1]["loss"]) and res.test
