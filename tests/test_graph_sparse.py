@@ -5,6 +5,16 @@ import torch
 from mmgraph.backend import has_torch_sparse, resolve_spmm_backend
 from mmgraph.graph import SparseAdj, mix_adjacency
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 BACKENDS = ["torch", "pyg"] + (["torch_sparse"] if has_torch_sparse() else [])
 
 
@@ -128,6 +138,7 @@ def test_gradcheck_nonsymmetric_and_values():
     assert torch.autograd.gradcheck(lambda v, y: a.with_value(v).t().matmul(y),
                                     (v, torch.randn(6, 2, dtype=torch.float64,
                                                     requires_grad=True)))
+
 
 
 def test_symmetric_backward_matches_dense_autograd():

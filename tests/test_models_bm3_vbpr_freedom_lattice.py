@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmgraph.data.hetero import build_hetero
-from mmgraph.models.base import MODELS, Batch
+from mmgraph.models.base import MODELS
 from mmgraph.models.bm3 import BM3, BM3Config
 from mmgraph.models.freedom import FREEDOM, FREEDOMConfig, freedom_modality_weights
 from mmgraph.models.lattice import LATTICE, LATTICEConfig, mean_bipartite_adjacency

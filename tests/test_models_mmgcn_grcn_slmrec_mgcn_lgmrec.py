@@ -1,4 +1,4 @@
-"""Tests of MMGCN, GRCN, SLMRec, MGCN and LGMRec (mmgraph/models/{mmgcn,grcn,slmrec,mgcn,lgmrec}.py)."""
+"""Tests of MMGCN, GRCN, SLMRec, MGCN and LGMRec (mmgraph/models/)."""
 from __future__ import annotations
 
 import dataclasses

@@ -9,6 +9,15 @@ from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_f
                            bipartite_gcn_norm, interaction_matrix, knn_graph)
 from mmgraph.nn import ItemItemConv, LightGCNConv, LightGCNEncoder
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 U, I, D = 11, 8, 5
 
 
@@ -86,6 +95,7 @@ def test_conv_bipartite_both_directions():
                  * dw.sum(0, keepdim=True).clamp_min(1e-12).sqrt())).t() @ xu.double()
     torch.testing.assert_close(LightGCNConv()((xu, xi), ei, ew).double(), ref, atol=1e-6,
                                rtol=1e-6)
+
     torch.testing.assert_close(conv((xu, xi), ei, wn), LightGCNConv()((xu, xi), ei, ew))
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 import torch
 from torch_geometric.data import HeteroData
 
-from .hetero import (INTERACTS, SPLITS, build_hetero, modality_features, num_items, num_users,
-                     split_attr_key, split_edge_attr, split_edge_index)
+from .hetero import (INTERACTS, SPLITS, build_hetero, modality_features, split_attr_key,
+                     split_edge_attr, split_edge_index)
 from .validate import DataValidationError, validate_features, validate_interactions
 
 __all__ = [

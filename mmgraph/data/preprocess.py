@@ -132,13 +132,17 @@ def factorize(values) -> tuple[np.ndarray, np.ndarray]:
     strings); mixed hashable types fall back to first-appearance order (this
     fallback loops in Python).
     """
-    arr = values if isinstance(values, np.ndarray) else np.asarray(values)
     if isinstance(values, torch.Tensor):
         arr = values.detach().cpu().numpy()
+    elif isinstance(values, np.ndarray):
+        arr = values
+    else:
+        arr = np.asarray(values)
+        if arr.ndim != 1:        # e.g. a list of tuples: keep each element as one id
+            seq = list(values)
+            arr = np.fromiter(seq, dtype=object, count=len(seq))
     if arr.ndim != 1:
-        if arr.dtype != object:
-            raise ValueError(f"ids must be one-dimensional, got shape {arr.shape}")
-        arr = np.fromiter(list(values), dtype=object, count=len(values))
+        raise ValueError(f"ids must be one-dimensional, got shape {arr.shape}")
     try:
         uniques, codes = np.unique(arr, return_inverse=True)
         return codes.reshape(-1).astype(np.int64), uniques
@@ -146,9 +150,7 @@ def factorize(values) -> tuple[np.ndarray, np.ndarray]:
         table: dict[Any, int] = {}
         codes = np.fromiter((table.setdefault(v, len(table)) for v in arr.tolist()),
                             dtype=np.int64, count=arr.size)
-        uniques = np.empty(len(table), dtype=object)
-        uniques[:] = list(table)
-        return codes, uniques
+        return codes, np.fromiter(table, dtype=object, count=len(table))
 
 
 def k_core_filter(users: np.ndarray, items: np.ndarray, k: int = 5,
@@ -219,17 +221,14 @@ def encode_text(texts: Sequence[str], batch_size: int = 64, device: str | None =
 # --------------------------------------------------------------------------- features
 def _lookup(raw_ids: np.ndarray, table_ids) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``raw_ids`` in ``table_ids`` and a found mask."""
-    table = np.asarray(table_ids) if not isinstance(table_ids, np.ndarray) else table_ids
+    table = table_ids if isinstance(table_ids, np.ndarray) else np.asarray(table_ids)
+    if table.size == 0:
+        return np.zeros(raw_ids.size, np.int64), np.zeros(raw_ids.size, bool)
     try:
         sorter = np.argsort(table, kind="stable")
-        pos = np.searchsorted(table[sorter], raw_ids)
-        pos = np.clip(pos, 0, max(table.size - 1, 0))
-        found = table.size > 0
-        if found:
-            cand = sorter[pos]
-            found = table[cand] == raw_ids
-            return cand, np.asarray(found, dtype=bool)
-        return np.zeros(raw_ids.size, np.int64), np.zeros(raw_ids.size, bool)
+        pos = np.clip(np.searchsorted(table[sorter], raw_ids), 0, table.size - 1)
+        cand = sorter[pos]
+        return cand, np.asarray(table[cand] == raw_ids, dtype=bool)
     except TypeError:               # incomparable mixed ids: one dict pass over the table
         where = {v: j for j, v in enumerate(table.tolist())}
         pos = np.array([where.get(v, -1) for v in raw_ids.tolist()], dtype=np.int64)
@@ -242,7 +241,9 @@ def _align_features(spec, item_ids: np.ndarray, modality: str) -> np.ndarray:
         keys = np.empty(len(spec), dtype=object)
         keys[:] = list(spec.keys())
         try:
-            keys = np.asarray(keys.tolist())      # numeric/str keys compare natively
+            native = np.asarray(keys.tolist())    # numeric/str keys compare natively
+            if native.ndim == 1 and native.dtype != object:
+                keys = native
         except (ValueError, TypeError):
             pass
         matrix = np.stack([np.asarray(v, dtype=np.float32).reshape(-1) for v in spec.values()]) \

@@ -284,6 +284,7 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
                          f"{n_u * max_deg}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    modalities = (modalities,) if isinstance(modalities, str) else tuple(modalities)
     unknown = set(modalities) - {"image", "text"}
     if unknown:
         raise ValueError(f"unknown synthetic modalities {sorted(unknown)}; use 'image', 'text'")
@@ -295,13 +296,13 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
     centers = _normalise(r_lat.standard_normal((c, latent_dim)))
     cluster_p = r_lat.dirichlet(np.full(c, 2.0))
     item_cluster = r_lat.choice(c, size=n_i, p=cluster_p)
-    item_f = _normalise(centers[item_cluster]
-                        + cluster_noise * r_lat.standard_normal((n_i, latent_dim)) / math.sqrt(latent_dim))
+    spread = cluster_noise / math.sqrt(latent_dim)
+    item_f = _normalise(centers[item_cluster] + spread * r_lat.standard_normal((n_i, latent_dim)))
     user_cluster = r_lat.choice(c, size=n_u, p=cluster_p)
     side = r_lat.choice(c, size=n_u, p=cluster_p)
     alpha = r_lat.uniform(0.0, 0.6, size=(n_u, 1))
     user_f = _normalise(centers[user_cluster] + alpha * centers[side]
-                        + cluster_noise * r_lat.standard_normal((n_u, latent_dim)) / math.sqrt(latent_dim))
+                        + spread * r_lat.standard_normal((n_u, latent_dim)))
     log_pop = r_lat.normal(0.0, popularity_sigma, size=n_i)
     item_f32, user_f32 = item_f.astype(np.float32), user_f.astype(np.float32)
 
@@ -364,7 +365,8 @@ def parse_synthetic_spec(spec: str) -> tuple[str, dict]:
     preset = preset.strip().lower()
     if preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {sorted(PRESETS)}")
-    opts = {k: _convert(v) for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))}
+    pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    opts = {k: _convert(v) for k, v in pairs}
     return preset, opts
 
 

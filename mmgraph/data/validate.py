@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .hetero import INTERACTS, SPLITS, modality_features, num_items, num_users, split_edge_index
+from .hetero import SPLITS, modality_features, num_items, num_users, split_edge_index
 
 __all__ = [
     "DataValidationError",

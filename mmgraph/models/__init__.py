@@ -2,6 +2,18 @@
 from .base import MODELS, Batch, Embeddings, ModelConfig, Recommender, bpr_terms, get_model_class, register
 from .bprmf import BPRMF, BPRMFConfig
 from .lightgcn import LightGCN, LightGCNConfig
+from .bm3 import BM3, BM3Config
+from .vbpr import VBPR, VBPRConfig
+from .freedom import FREEDOM, FREEDOMConfig
+from .lattice import LATTICE, LATTICEConfig
+from .mmgcn import MMGCN, MMGCNConfig
+from .grcn import GRCN, GRCNConfig
+from .slmrec import SLMRec, SLMRecConfig
+from .mgcn import MGCN, MGCNConfig
+from .lgmrec import LGMRec, LGMRecConfig
 
 __all__ = ["MODELS", "Batch", "Embeddings", "ModelConfig", "Recommender", "bpr_terms",
-           "get_model_class", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig"]
+           "get_model_class", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig",
+           "BM3", "BM3Config", "VBPR", "VBPRConfig", "FREEDOM", "FREEDOMConfig", "LATTICE", "LATTICEConfig",
+           "MMGCN", "MMGCNConfig", "GRCN", "GRCNConfig", "SLMRec", "SLMRecConfig", "MGCN", "MGCNConfig",
+           "LGMRec", "LGMRecConfig"]

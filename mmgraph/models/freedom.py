@@ -177,8 +177,7 @@ class FREEDOM(Recommender):
         self.item_conv = ItemItemConv(cfg.num_mm_layers, readout="last")
 
         # graphs (built once through mmgraph.graph, cached on data, not saved)
-        self._edge_index = split_edge_index(data, "train")
-        self.register_graph("train_edges", self._edge_index)
+        self.register_graph("train_edges", split_edge_index(data, "train"))
         self.register_graph("adj", bipartite_adjacency(data))
         self.register_graph("item_adj", modality_knn_graph(
             data, self.mix_weights, k=cfg.knn_k, normalization="sym"))

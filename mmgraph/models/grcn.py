@@ -16,6 +16,11 @@ refined ``num_routing`` times:
     \mathbf p_u \leftarrow \mathrm{norm}\Big(\mathbf p_u +
         \sum_{i\in\mathcal N(u)} \alpha_{ui}\mathbf f_i\Big).
 
+(Users aggregate their items, as in the paper. In MMRec's code the routing
+messages flow from users to items over the one-directional edge list, so the
+user rows it reads back are zero and routing leaves the preferences as they
+were.)
+
 **Edge scores.** On the symmetric user-item graph with nodes
 :math:`\mathbf x = [\mathbf p; \mathbf f]`, each edge :math:`j \to n` gets the
 attention :math:`a^{(m)}_{nj} = \operatorname{softmax}_{j \in \mathcal N(n)}
@@ -125,7 +130,8 @@ class GRCN(Recommender):
         self.id_emb = nn.Parameter(torch.empty(n, cfg.embedding_dim))
         self.preference = nn.ParameterDict(
             {m: nn.Parameter(torch.empty(self.num_users, cfg.latent_dim)) for m in feats})
-        self.mlp = nn.ModuleDict({m: nn.Linear(x.size(1), cfg.latent_dim) for m, x in feats.items()})
+        self.mlp = nn.ModuleDict(
+            {m: nn.Linear(x.size(1), cfg.latent_dim) for m, x in feats.items()})
         # per-node modality confidences (only used by weight_mode='confid')
         self.confidence = (nn.Parameter(torch.empty(n, len(feats)))
                            if cfg.weight_mode == "confid" else None)

@@ -59,7 +59,8 @@ def _all_negative_nce(anchor: Tensor, positive_ids: Tensor, pool: Tensor, tau: f
 
     (:func:`~mmgraph.losses.info_nce` only has in-batch negatives.)
     """
-    logits = F.normalize(anchor, dim=-1) @ F.normalize(pool, dim=-1).t() / tau
+    # 1/tau folded into the [B, d] anchors rather than the [B, N] logits
+    logits = (F.normalize(anchor, dim=-1) / tau) @ F.normalize(pool, dim=-1).t()
     return F.cross_entropy(logits, positive_ids, reduction="sum")
 
 

@@ -54,7 +54,8 @@ unique users and of its unique (positive and negative) items
 + ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`)
 between every pair of modality parts of the batch's users and positive items.
 The authors' L2 regularisation is AdamW's decoupled weight decay
-(``optimizer='adamw'``, ``weight_decay``), carried by :attr:`REARM.train_defaults`.
+(``optimizer='adamw'``, ``weight_decay=5e-4``), carried by
+:attr:`REARM.train_defaults` like their learning rate ``5e-5``.
 
 Where the authors hard-wire two modalities (image, text) this module takes
 any ``N >= 1`` (see :class:`REARMConfig` for the generalisations).
@@ -96,9 +97,10 @@ class REARMConfig(ModelConfig):
         reg_weight: weight of an explicit batch L2 term (LightGCN form) on the
             layer-0 ID embeddings. ``0``: the authors' loss has none
             (``reg_loss = 0  # Realized in AdamW``); their ``--reg_weight 5e-4``
-            is AdamW's ``weight_decay`` below.
-        weight_decay: AdamW decoupled weight decay [reg_weight 5e-4].
-        optimizer: ``'adamw'`` [optim.AdamW].
+            is AdamW's decoupled ``weight_decay``, a training setting: see
+            :attr:`REARM.train_defaults` (``optimizer='adamw'``,
+            ``weight_decay=5e-4``, ``lr=5e-5``), which
+            :func:`mmgraph.train.train_config_for` and the CLI apply.
         num_layers: user-item (heterography) propagation layers [num_layer 4].
         rank: rank ``r`` of the personalised transforms [rank 3].
         s_drop: dropout on self-attention weights [s_drop 0.4].
@@ -139,8 +141,6 @@ class REARMConfig(ModelConfig):
     """
     embedding_dim: int = 64
     reg_weight: float = 0.0
-    weight_decay: float = 5e-4
-    optimizer: str = "adamw"
     num_layers: int = 4
     rank: int = 3
     s_drop: float = 0.4
@@ -186,8 +186,6 @@ class REARMConfig(ModelConfig):
         if self.meta_gradient not in META_GRADIENTS:
             raise ValueError(f"meta_gradient must be one of {META_GRADIENTS}, "
                              f"got {self.meta_gradient!r}")
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -472,7 +470,8 @@ class REARM(Recommender):
     config_class = REARMConfig
     uses_negatives = True
     #: the authors' optimisation (main.py / parser.py): AdamW, lr 5e-5 held
-    #: constant, weight decay = their reg_weight, 2000 epochs, patience 20
+    #: constant, weight decay 5e-4 (their ``--reg_weight``), 2000 epochs,
+    #: early stopping patience 20, batch 2048 (the trainer's default)
     train_defaults = {"optimizer": "adamw", "lr": 5e-5, "lr_decay": 1.0,
                       "weight_decay": 5e-4, "epochs": 2000, "patience": 20}
 
