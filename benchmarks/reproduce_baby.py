@@ -30,7 +30,7 @@ from mmgraph.train import Trainer, train_config_for  # noqa: E402
 TARGETS = {"lightgcn": {"recall@20": 0.0728, "ndcg@20": 0.0317},
            "bprmf": {"recall@20": 0.0595}}
 GRIDS = {"lightgcn": {"num_layers": [1, 2, 3, 4], "reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]},
-         "bprmf": {"reg_weight": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]}}
+         "bprmf": {"reg_weight": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5]}}
 
 
 def run_one(name, data, overrides, args):

@@ -9,12 +9,13 @@ Small helpers that answer two questions the rest of the package asks:
 Sparse backends
 ---------------
 ``'torch'``
-    PyTorch's native CSR kernel: ``torch.sparse.mm`` on a
-    ``torch.sparse_csr_tensor`` (MKL on x86 CPUs, cuSPARSE on CUDA). Always
-    available.
+    PyTorch's native CSR kernels on a ``torch.sparse_csr_tensor``: on CPU
+    ATen's spmm-reduce kernel (``torch.sparse.mm(csr, x, 'sum')``, one
+    parallel loop over rows), on CUDA cuSPARSE (``torch.sparse.mm(csr, x)``,
+    32-bit indices). Always available.
 ``'pyg'``
-    :func:`torch_geometric.utils.spmm` on the same CSR tensor (PyG's dispatch;
-    identical numbers to ``'torch'``).
+    :func:`torch_geometric.utils.spmm` on the same CSR tensor (PyG's dispatch:
+    MKL on x86 CPUs, cuSPARSE on CUDA).
 ``'torch_sparse'``
     ``torch_sparse.matmul`` on a ``torch_sparse.SparseTensor``; only when the
     optional ``torch-sparse`` package is installed

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def _train_parser(model_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("--data", default=DEFAULT_DATA,
                    help="dataset folder (MMRec layout or train/valid/test.npy) or "
                         "'synthetic:baby|sports|clothing|elec|tiny' (default: %(default)s)")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (torch.distributed: gloo on "
+                        "CPU, NCCL with --device cuda, one GPU per process); the global batch "
+                        "stays --batch-size. Several machines: see `torchrun ... -m mmgraph.cli "
+                        "train` in mmgraph.train.distributed (default: 1)")
     add_dataclass_arguments(p, TrainConfig, "training options (TrainConfig)")
     if model_name is not None:
         cls = get_model_class(model_name)
@@ -61,21 +67,58 @@ def cmd_train(argv: list[str]) -> int:
     model_over = dataclass_overrides(args, cls.config_class)
     train_over.setdefault("out_dir", str(Path("runs") / cls.name))
     cfg = train_config_for(cls, **train_over)
+    replace_checked(cls.config_class(), **model_over)  # model option errors before any launch
 
+    from .train.distributed import is_distributed_env
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc > 1 and not is_distributed_env():
+        return _launch_train(argv, args.nproc)
+
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     data = load_dataset(args.data)
-    print(format_stats(dataset_stats(data)))
+    if main_rank:
+        print(format_stats(dataset_stats(data)))
     torch.manual_seed(cfg.seed)
     model = _build_model(cls.name, data, model_over)
     trainer = Trainer(model, data, cfg)
-    result = trainer.fit()
-    print(format_result(result, f"{cls.name} on {args.data}"))
-    if cfg.out_dir:
+    try:
+        result = trainer.fit()
+    finally:
+        if trainer.dist is not None and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if trainer.is_main:
+        print(format_result(result, f"{cls.name} on {args.data}"
+                            + (f" ({trainer.dist.world_size} processes)" if trainer.dist else "")))
+    if cfg.out_dir and trainer.is_main:
         meta = Path(cfg.out_dir) / "run.json"
         meta.write_text(json.dumps({"model": cls.name, "data": args.data,
                                     "model_config": dataclasses.asdict(model.config),
-                                    "train_config": dataclasses.asdict(cfg)}, indent=2))
+                                    "train_config": dataclasses.asdict(cfg),
+                                    "world_size": result.extra.get("world_size", 1)}, indent=2))
         print(f"results, metrics.jsonl and checkpoints in {cfg.out_dir}/")
     return 130 if result.interrupted else 0
+
+
+def _launch_train(argv: list[str], nproc: int) -> int:
+    """``mmgraph train ... --nproc N``: rerun this command in N torchrun workers."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from .train.distributed import launch
+    worker_argv, skip = [], False
+    for a in argv:  # drop --nproc N / --nproc=N
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            worker_argv.append(a)
+    try:
+        launch(["train", *worker_argv], nproc)
+    except ChildFailedError as e:
+        print(f"error: distributed training failed: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _load_trained(run_dir: str, data_spec: str | None, device: str):

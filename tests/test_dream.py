@@ -163,6 +163,8 @@ def test_input_validation_and_reset():
         m(torch.randn(4, 8, 2, 2), fused=True)
     with pytest.raises(ValueError, match="attention"):
         DREAM(8, attention="se")
+    with pytest.raises(ValueError, match="momentum"):
+        DREAM(8, bn_momentum=None)
     randomize(m)
     m.reset_parameters()
     assert torch.equal(m.branch_norm.weight, torch.ones(40))

@@ -66,7 +66,8 @@ def cooccurrence_topk(edge_index: Tensor, num_users: int, num_items: int, side: 
         z = torch.zeros(n, 0, device=dev)
         return z, z.long(), z.bool()
     if chunk_size is None:
-        chunk_size = int(max(1, min(n, block_bytes // max(1, n * 12))))  # float block + int64 keys
+        # per chunk row: dense input column (other floats), counts (n floats), keys (n int64)
+        chunk_size = int(max(1, min(n, block_bytes // max(1, 16 * n + 4 * other))))
     rowptr, col = m.rowptr, m.col
     row = m.row
     tiebreak = (n - 1) - torch.arange(n, device=dev)  # lower id -> larger key

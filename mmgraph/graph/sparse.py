@@ -42,6 +42,7 @@ from torch import Tensor
 from ..backend import resolve_spmm_backend
 
 _INT32_MAX = 2 ** 31 - 1
+_REDUCE_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 _CSR_WARNING_SILENCED = False
 
 
@@ -130,12 +131,15 @@ def _spmm_kernel(st: _Structure, backend: str, value: Tensor, x: Tensor) -> Tens
         adj = SparseTensor(rowptr=st.rowptr, col=st.col, value=value, sparse_sizes=st.size,
                            is_sorted=True, trust_data=True)
         return matmul(adj, x, reduce="sum")
-    rowptr, col = st.index32()
-    csr = _sparse_csr(rowptr, col, value, st.size)
     if backend == "pyg":
         from torch_geometric.utils import spmm
-        return spmm(csr, x, reduce="sum")
-    return torch.sparse.mm(csr, x)
+        return spmm(_sparse_csr(st.rowptr, st.col, value, st.size), x, reduce="sum")
+    if x.device.type == "cpu" and x.dtype in _REDUCE_DTYPES:
+        # ATen's native CSR spmm-reduce kernel (one parallel loop over rows); on a
+        # shared/loaded CPU it is steadier and at least as fast as the MKL path.
+        return torch.sparse.mm(_sparse_csr(st.rowptr, st.col, value, st.size), x, "sum")
+    rowptr, col = st.index32()  # cuSPARSE / MKL prefer 32-bit indices
+    return torch.sparse.mm(_sparse_csr(rowptr, col, value, st.size), x)
 
 
 class _SpMM(torch.autograd.Function):
@@ -179,6 +183,8 @@ def _apply(st: _Structure, backend: str, symmetric: bool, value: Tensor, x: Tens
 def _coalesce(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int],
               reduce: str = "sum", coalesce: bool = True) -> tuple[Tensor, Tensor, Tensor]:
     """Sort COO entries row-major, merge duplicates, return (rowptr, col, value)."""
+    if reduce not in ("sum", "max", "min", "mean"):
+        raise ValueError(f"unknown reduce {reduce!r}; expected 'sum', 'max', 'min' or 'mean'")
     num_rows, num_cols = size
     key = row * num_cols + col
     if key.numel() > 1:
@@ -189,12 +195,10 @@ def _coalesce(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int],
         if key_u.numel() != key.numel():
             if reduce == "sum":
                 value = value.new_zeros(key_u.numel()).index_add_(0, inverse, value)
-            elif reduce in ("max", "min", "mean"):
+            else:
                 red = {"max": "amax", "min": "amin", "mean": "mean"}[reduce]
                 value = value.new_zeros(key_u.numel()).scatter_reduce_(
                     0, inverse, value, red, include_self=False)
-            else:
-                raise ValueError(f"unknown reduce {reduce!r}; expected 'sum', 'max', 'min' or 'mean'")
             key = key_u
     row = torch.div(key, num_cols, rounding_mode="floor")
     col = key - row * num_cols
@@ -243,7 +247,7 @@ class SparseAdj:
         if value.device != self._st.col.device:
             raise ValueError(f"value is on {value.device} but the indices are on "
                              f"{self._st.col.device}")
-        self.value = value
+        self._value = value
         self.symmetric = bool(symmetric)
         self._backend_name = backend
         self.backend = resolve_spmm_backend(backend)
@@ -326,6 +330,24 @@ class SparseAdj:
                 and torch.equal(self.value.detach()[perm], self.value.detach()))
 
     # ------------------------------------------------------------- properties
+    @property
+    def value(self) -> Tensor:
+        """``[nnz]`` stored values (row-major order)."""
+        return self._value
+
+    @value.setter
+    def value(self, value: Tensor) -> None:
+        if value.dim() != 1 or value.numel() != self._st.nnz:
+            raise ValueError(f"value must have shape [nnz={self._st.nnz}], got {tuple(value.shape)}")
+        if value.device != self._st.col.device:
+            raise ValueError(f"value is on {value.device} but the indices are on "
+                             f"{self._st.col.device}")
+        self._value = value
+        self._cast_cache = {}
+        if self._t_cache is not None:
+            self._t_cache._t_cache = None
+            self._t_cache = None
+
     @property
     def rowptr(self) -> Tensor:
         return self._st.rowptr

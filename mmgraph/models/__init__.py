@@ -11,9 +11,10 @@ from .grcn import GRCN, GRCNConfig
 from .slmrec import SLMRec, SLMRecConfig
 from .mgcn import MGCN, MGCNConfig
 from .lgmrec import LGMRec, LGMRecConfig
+from .rearm import REARM, REARMConfig
 
 __all__ = ["MODELS", "Batch", "Embeddings", "ModelConfig", "Recommender", "bpr_terms",
            "get_model_class", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig",
            "BM3", "BM3Config", "VBPR", "VBPRConfig", "FREEDOM", "FREEDOMConfig", "LATTICE", "LATTICEConfig",
            "MMGCN", "MMGCNConfig", "GRCN", "GRCNConfig", "SLMRec", "SLMRecConfig", "MGCN", "MGCNConfig",
-           "LGMRec", "LGMRecConfig"]
+           "LGMRec", "LGMRecConfig", "REARM", "REARMConfig"]

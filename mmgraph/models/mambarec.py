@@ -140,8 +140,9 @@ class MambaRec(Recommender):
         [\mathbf Y_U; \mathbf Y_I] &= [\mathbf C_U; \mathbf C_I] + \mathbf S
 
     with :math:`\mathbf S_m` the symmetric-normalised top-``knn_k`` cosine
-    graph of the *raw* features (self included, cosine edge weights) (built once by
-    :func:`~mmgraph.graph.modality_knn_graph`, cached on ``data``),
+    graph of the *raw* features (self included, cosine similarities as edge
+    weights; built once by :func:`~mmgraph.graph.modality_knn_graph` and
+    cached on ``data``),
     :math:`\hat{\mathbf R} = \mathbf D_U^{-1/2}\mathbf R\mathbf D_I^{-1/2}`,
     :math:`\tilde{\mathbf A}` the LightGCN adjacency, ``Proj`` a
     :class:`~mmgraph.nn.ModalityProjector`, ``Fusion`` a
@@ -168,6 +169,11 @@ class MambaRec(Recommender):
       the forward pass's DREAM output (one update per step).
     * The two-layer image projection has no activation in between, so it is
       applied as one composed matmul (see :class:`~mmgraph.nn.ModalityProjector`).
+
+    Training (authors): Adam, lr 1e-3 decayed by 0.96 per 50 epochs, batch
+    2048, one negative, early stopping on valid Recall@20 with patience 10
+    (:attr:`train_defaults`). The authors' schedule is the smooth
+    ``0.96 ** (epoch / 50)`` of a ``LambdaLR``.
 
     Cold start: an item without training interactions has no user-item
     neighbours (its collaborative part is only ``E_I / (L+1)``) but it is
@@ -196,6 +202,10 @@ class MambaRec(Recommender):
         if not names:
             raise ValueError("MambaRec needs at least one item modality feature "
                              "(data['item'].x_<modality>), found none")
+        bad = [m for m in names if not m.isidentifier()]
+        if bad:
+            raise ValueError(f"MambaRec: modality names must be identifiers (they name "
+                             f"sub-modules), got {bad}")
         self.modalities: list[str] = list(names)
 
         self.user_emb = nn.Embedding(self.num_users, d)

@@ -10,7 +10,9 @@ modalities, width ``d``):
      is the top-``item_knn_k`` item co-occurrence graph (softmax over shared
      user counts, :func:`~mmgraph.graph.cooccurrence_graph`) and ``K_m`` the
      cosine kNN graph of item features of modality ``m``
-     (:func:`~mmgraph.graph.modality_knn_graph`), ``a_I = ii_co_weight``;
+     (:func:`~mmgraph.graph.modality_knn_graph`; the kept cosine
+     similarities, self included, divided by ``k``: the authors'
+     ``get_knn_adj_mat``), ``a_I = ii_co_weight``;
    * user homography ``S_U = a_U C_U + (1 - a_U) sum_m v_m P_m`` with the
      top-``user_knn_k`` user co-occurrence graph ``C_U`` and the cosine kNN
      graph ``P_m`` of the users' interest profiles (mean features of their
@@ -57,8 +59,38 @@ The authors' L2 regularisation is AdamW's decoupled weight decay
 (``optimizer='adamw'``, ``weight_decay=5e-4``), carried by
 :attr:`REARM.train_defaults` like their learning rate ``5e-5``.
 
-Where the authors hard-wire two modalities (image, text) this module takes
-any ``N >= 1`` (see :class:`REARMConfig` for the generalisations).
+Modalities
+----------
+The authors hard-wire two modalities, image ``v`` and text ``t``: one
+``image_*``/``text_*`` layer of each kind, ``i_mm_image_weight`` /
+``u_mm_image_weight`` mixing exactly two similarity graphs, the meta-network
+input ``2d``, one ``t -> v`` and one ``v -> t`` cross-attention, one InfoNCE
+and one orthogonality pair, and a ``3d`` output. Here every modality
+``x_<m>`` of the data (or ``config.modalities``) gets its own layers; for
+``N = 2`` (image, text) everything reduces to the authors' model, otherwise:
+``image`` gets its weight in the similarity mixes and the others share the
+rest equally (:func:`modality_mix_weights`); the cross-attention query of a
+modality is the mean of the other modalities; InfoNCE and orthogonality are
+summed over all modality pairs; with ``N = 1`` there is no cross-attention,
+InfoNCE or orthogonality term.
+
+Differences from the authors' code (github.com/MrShouxingMa/REARM)
+------------------------------------------------------------------
+* Co-occurrence rows keep only nodes with a positive count (at most ``k``,
+  ties to the lower id, :func:`~mmgraph.graph.cooccurrence_graph`); the
+  authors pad short rows to ``k`` by repeating random kept neighbours
+  (which doubles their softmax mass) and give nodes without co-occurrence the
+  ``k`` most popular nodes.
+* :func:`~mmgraph.losses.orthogonal_loss` differentiates through the row
+  norms; the authors treat them as constants (``.detach()``).
+* Attention is :class:`ScalarTokenAttention`, the same function as their
+  ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
+  differently.
+* Negatives are sampled among the items the user has not interacted with in
+  *training* (MMRec protocol, :class:`~mmgraph.sampling.NegativeSampler`);
+  the authors also exclude the user's validation and test items.
+* Users without training interactions get an all-zero interest profile
+  (the authors divide by zero).
 """
 from __future__ import annotations
 
@@ -179,7 +211,8 @@ class REARMConfig(ModelConfig):
         if self.cl_tmp <= 0:
             raise ValueError(f"cl_tmp must be positive, got {self.cl_tmp}")
         if self.co_weighting not in ("softmax", "count"):
-            raise ValueError(f"co_weighting must be 'softmax' or 'count', got {self.co_weighting!r}")
+            raise ValueError(f"co_weighting must be 'softmax' or 'count', "
+                             f"got {self.co_weighting!r}")
         if self.knn_weighting not in KNN_WEIGHTINGS:
             raise ValueError(f"knn_weighting must be one of {KNN_WEIGHTINGS}, "
                              f"got {self.knn_weighting!r}")
@@ -199,7 +232,8 @@ class ScalarTokenAttention(nn.Module):
     .. math::
         q_i = a_q x_i + b_q,\quad k_j = a_k y_j + b_k,\quad v_j = a_v y_j + b_v,
         \qquad
-        o_i = a_o \sum_{j=1}^{d} \operatorname{dropout}\big(\operatorname{softmax}_j(q_i k_j)\big)\, v_j + b_o
+        o_i = a_o \sum_{j=1}^{d}
+              \operatorname{dropout}\big(\operatorname{softmax}_j(q_i k_j)\big)\, v_j + b_o
 
     with six scalars and two output scalars, i.e. exactly
     ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
@@ -296,8 +330,9 @@ class LowRankMetaTransform(nn.Module):
 
     .. math::
         \kappa_n = W_c\, h_n \in \mathbb R^{d},\qquad
-        M^{(1)}_n = \operatorname{softmax}_{\text{rows}}\!\big(G_1(\kappa_n) + \overline{G_1}\big) \in \mathbb R^{d\times r},\qquad
-        M^{(2)}_n = \operatorname{softmax}_{\text{rows}}\!\big(G_2(\kappa_n) + \overline{G_2}\big) \in \mathbb R^{r\times d},
+        M^{(1)}_n = \sigma_0\big(G_1(\kappa_n) + \overline{G_1}\big) \in \mathbb R^{d\times r},
+        \qquad
+        M^{(2)}_n = \sigma_0\big(G_2(\kappa_n) + \overline{G_2}\big) \in \mathbb R^{r\times d},
 
     .. math::
         s_n = \big(e_n^\top M^{(1)}_n\big) M^{(2)}_n \in \mathbb R^{d},
@@ -305,8 +340,9 @@ class LowRankMetaTransform(nn.Module):
     with ``h_n`` ``[N d]`` the node's modality parts, ``e_n`` ``[d]`` its ID
     embedding, ``G_1, G_2`` two-layer MLPs (PReLU, L2-normalised output,
     reshaped to ``[d, r]`` / ``[r, d]``), :math:`\overline{G}` their mean over
-    all nodes and the softmax taken over the first matrix axis (over ``d``
-    for :math:`M^{(1)}`, over ``r`` for :math:`M^{(2)}`), as in the authors' code.
+    all nodes and :math:`\sigma_0` a softmax over the first matrix axis (each
+    column sums to 1: over ``d`` for :math:`M^{(1)}`, over ``r`` for
+    :math:`M^{(2)}`), as in the authors' code.
 
     Args:
         in_dim: width of ``h`` (``N d``).

@@ -114,6 +114,9 @@ class DREAM(nn.Module):
         dilations = tuple(int(r) for r in dilations)
         if len(dilations) == 0 or any(r <= 0 for r in dilations):
             raise ValueError(f"DREAM dilations must be positive integers, got {dilations}")
+        if bn_momentum is None or not 0.0 <= float(bn_momentum) <= 1.0:
+            raise ValueError(f"DREAM needs a batch-norm momentum in [0, 1], got {bn_momentum} "
+                             f"(cumulative averaging, momentum=None, is not supported)")
         if attention not in _ATTENTIONS:
             raise ValueError(f"unknown DREAM attention {attention!r}; expected one of {_ATTENTIONS}")
         self.channels = channels
@@ -211,7 +214,12 @@ class DREAM(nn.Module):
                                    self.spatial_att.weight.view(1, -1)], 0).t()   # [N, 2]
             c = F.relu(gates[:, :1])
             s = torch.sigmoid(gates[:, 1:])
-            att = torch.maximum(u * c, u * s)
+            # u >= 0 (ReLU), c >= 0, s > 0, hence max(u c, u s) = u max(c, s):
+            # the same numbers (and gradients, see below) with an [N, 1]
+            # maximum instead of an [N, 5C] one.  Gradients agree because
+            # every path through the maximum is multiplied by u, and where
+            # u = 0 the ReLU passes no gradient either.
+            att = u * torch.maximum(c, s)
         else:
             mc = torch.sigmoid(self.se_fc2(F.relu(self.se_fc1(u))))       # [N, 5C]
             ms = torch.sigmoid(self.spatial_att.weight.view(()) * u.mean(1, keepdim=True)

@@ -77,9 +77,11 @@ class LightGCNEncoder(torch.nn.Module):
     def reset_parameters(self) -> None:
         """No parameters; present for the PyG layer convention."""
 
-    # -- one propagation step on the chosen graph representation ------------
-    def _steps(self, x_user: Tensor, x_item: Tensor, adj, edge_weight: OptTensor):
-        """Yield ``(user_l, item_l)`` for l = 1..L (homogeneous states kept concatenated)."""
+    # -- propagation on the chosen graph representation ----------------------
+    def _propagate(self, x_user: Tensor, x_item: Tensor, adj, edge_weight: OptTensor):
+        """Return ``(state_0, step)``: the layer-0 state and a function mapping the state of
+        layer ``l`` to layer ``l + 1``. A state is ``(h,)`` (homogeneous, users then items)
+        or ``(user, item)`` (bipartite representations)."""
         n_u, n_i = x_user.size(0), x_item.size(0)
         if isinstance(adj, HeteroData):
             adj = bipartite_adjacency(adj)
@@ -87,11 +89,7 @@ class LightGCNEncoder(torch.nn.Module):
                 adj = adj.to(x_user.device)
         if isinstance(adj, SparseAdj) and adj.size == (n_u, n_i):
             adj_t = adj.t()
-            u, i = x_user, x_item
-            for _ in range(self.num_layers):
-                u, i = adj.matmul(i), adj_t.matmul(u)
-                yield u, i, None
-            return
+            return (x_user, x_item), lambda s: (adj.matmul(s[1]), adj_t.matmul(s[0]))
         if isinstance(adj, Tensor) and adj.layout == torch.strided:
             if adj.dim() != 2 or adj.size(0) != 2:
                 raise ValueError(f"edge_index must have shape [2, E], got {tuple(adj.shape)}")
@@ -99,21 +97,13 @@ class LightGCNEncoder(torch.nn.Module):
             if self.normalize:
                 w = bipartite_gcn_norm(adj, n_u, n_i, edge_weight).to(x_user.dtype)
             rev = adj.flip(0)
-            u, i = x_user, x_item
-            for _ in range(self.num_layers):
-                u, i = (self.conv((i, u), rev, w, size=(n_i, n_u)),
-                        self.conv((u, i), adj, w, size=(n_u, n_i)))
-                yield u, i, None
-            return
+            return (x_user, x_item), lambda s: (self.conv((s[1], s[0]), rev, w, size=(n_i, n_u)),
+                                                self.conv((s[0], s[1]), adj, w, size=(n_u, n_i)))
         n = n_u + n_i
-        if isinstance(adj, SparseAdj):
-            if adj.size != (n, n):
-                raise ValueError(f"adjacency of size {adj.size} matches neither the homogeneous "
-                                 f"view ({n}, {n}) nor the interaction matrix ({n_u}, {n_i})")
-        h = torch.cat([x_user, x_item], dim=0)
-        for _ in range(self.num_layers):
-            h = self.conv(h, adj)
-            yield None, None, h
+        if isinstance(adj, SparseAdj) and adj.size != (n, n):
+            raise ValueError(f"adjacency of size {adj.size} matches neither the homogeneous "
+                             f"view ({n}, {n}) nor the interaction matrix ({n_u}, {n_i})")
+        return (torch.cat([x_user, x_item], dim=0),), lambda s: (self.conv(s[0], adj),)
 
     def forward(self, x_user: Tensor, x_item: Tensor, adj, return_layers: bool = False,
                 edge_weight: OptTensor = None):
@@ -121,41 +111,33 @@ class LightGCNEncoder(torch.nn.Module):
             raise ValueError(f"x_user and x_item must be [U, d] and [I, d], got "
                              f"{tuple(x_user.shape)} and {tuple(x_item.shape)}")
         n_u = x_user.size(0)
+        state, step = self._propagate(x_user, x_item, adj, edge_weight)
+
+        def split(s):
+            return (s[0][:n_u], s[0][n_u:]) if len(s) == 1 else s
+
         layers: List[Tuple[Tensor, Tensor]] = [(x_user, x_item)] if return_layers else []
         w = self.layer_weights
-        # accumulate the readout on whichever representation the steps produce
-        acc_u = acc_i = acc_h = None
-        last = (x_user, x_item, None)
-        if self.readout in ("mean", "sum"):
-            acc_u, acc_i = x_user, x_item
-        elif self.readout == "weights":
-            acc_u, acc_i = x_user * w[0], x_item * w[0]
-        for layer, (u, i, h) in enumerate(self._steps(x_user, x_item, adj, edge_weight), start=1):
-            last = (u, i, h)
-            if h is not None:
-                if self.readout in ("mean", "sum"):
-                    acc_h = h if acc_h is None else acc_h + h
-                elif self.readout == "weights":
-                    acc_h = h * w[layer] if acc_h is None else acc_h + h * w[layer]
-                if return_layers:
-                    layers.append((h[:n_u], h[n_u:]))
-            else:
-                if self.readout in ("mean", "sum"):
-                    acc_u, acc_i = acc_u + u, acc_i + i
-                elif self.readout == "weights":
-                    acc_u, acc_i = acc_u + u * w[layer], acc_i + i * w[layer]
-                if return_layers:
-                    layers.append((u, i))
-        if self.readout == "last":
-            u, i, h = last
-            user, item = (h[:n_u], h[n_u:]) if h is not None else (u, i)
+        acc = None  # readout accumulator: fresh tensors, then updated in place (autograd-safe:
+        #            add/scalar-mul do not save their inputs), saving memory passes
+        h0 = state
+        for layer in range(1, self.num_layers + 1):
+            state = step(state)
+            if return_layers:
+                layers.append(split(state))
+            if self.readout in ("mean", "sum"):
+                acc = tuple(a + b for a, b in zip(h0, state)) if acc is None else \
+                    tuple(a.add_(b) for a, b in zip(acc, state))
+            elif self.readout == "weights":
+                acc = tuple(a * w[0] + b * w[layer] for a, b in zip(h0, state)) if acc is None \
+                    else tuple(a.add_(b, alpha=w[layer]) for a, b in zip(acc, state))
+        if self.readout == "last" or self.num_layers == 0:
+            out = state if self.readout != "weights" else tuple(a * w[0] for a in state)
         else:
-            if acc_h is not None:
-                acc_u, acc_i = acc_u + acc_h[:n_u], acc_i + acc_h[n_u:]
+            out = acc
             if self.readout == "mean":
-                scale = 1.0 / (self.num_layers + 1)
-                acc_u, acc_i = acc_u * scale, acc_i * scale
-            user, item = acc_u, acc_i
+                out = tuple(a.mul_(1.0 / (self.num_layers + 1)) for a in out)
+        user, item = split(out)
         if return_layers:
             return user, item, layers
         return user, item

@@ -33,6 +33,10 @@ class TrainConfig:
             (``None``: keep everything in memory).
         resume: continue from ``out_dir/checkpoint.pt``.
         progress: show a tqdm progress bar.
+        amp: mixed precision for the forward pass and the loss: ``None``
+            (float32), ``'bf16'`` (bfloat16 autocast; CUDA or CPU) or
+            ``'fp16'`` (float16 autocast with gradient scaling; CUDA only).
+            Sparse propagation and evaluation stay float32.
     """
     epochs: int = 1000
     batch_size: int = 2048
@@ -52,6 +56,7 @@ class TrainConfig:
     out_dir: str | None = None
     resume: bool = False
     progress: bool = True
+    amp: str | None = None
 
     def __post_init__(self):
         self.ks = tuple(int(k) for k in self.ks)
@@ -64,6 +69,8 @@ class TrainConfig:
             raise ValueError("num_neg must be >= 0 and patience >= 1")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
+        if self.amp is not None and self.amp not in ("bf16", "fp16"):
+            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
         metric, _, k = self.valid_metric.partition("@")
         if not k.isdigit() or int(k) not in self.ks:
             raise ValueError(f"valid_metric {self.valid_metric!r} must be '<metric>@K' with K in ks={self.ks}")

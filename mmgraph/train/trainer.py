@@ -1,8 +1,10 @@
 """One trainer for every mmgraph model (and for models users write themselves)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import gc
 import json
 import math
 import random
@@ -22,6 +24,8 @@ from ..models.base import Recommender
 from ..sampling import InteractionLoader
 from .checkpoint import atomic_save, check_compatible, dataset_signature, load_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig, replace_checked
+from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, init_distributed,
+                          shard_batch, wrap_model)
 
 
 @dataclass
@@ -52,6 +56,37 @@ def train_config_for(model: Recommender | type[Recommender], **overrides) -> Tra
     """:class:`TrainConfig` with the model's ``train_defaults``, then ``overrides``."""
     merged = {**getattr(model, "train_defaults", {}), **overrides}
     return replace_checked(TrainConfig(), **merged)
+
+
+_AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp: str | None, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``TrainConfig.amp`` on ``device`` (``None``: no autocast).
+
+    Raises:
+        ValueError: unknown ``amp``; ``'fp16'`` on a non-CUDA device (float16
+            autocast + loss scaling is a CUDA feature: use ``'bf16'`` on CPU);
+            ``'bf16'`` on a GPU without bfloat16 support; a device type other
+            than CPU/CUDA.
+    """
+    if amp is None:
+        return None
+    if amp not in _AMP_DTYPES:
+        raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {amp!r}")
+    device = torch.device(device)
+    if device.type == "cpu":
+        if amp == "fp16":
+            raise ValueError("amp='fp16' (float16 autocast with a GradScaler) needs a CUDA "
+                             "device; on CPU use amp='bf16' (CPU bfloat16 autocast) or amp=None")
+        return torch.bfloat16
+    if device.type == "cuda":
+        if amp == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"amp='bf16' but {torch.cuda.get_device_name(device)} has no "
+                             "bfloat16 support; use amp='fp16'")
+        return _AMP_DTYPES[amp]
+    raise ValueError(f"amp={amp!r} is supported on 'cpu' (bf16) and 'cuda' (bf16, fp16), "
+                     f"not on device {str(device)!r}")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -91,19 +126,59 @@ class Trainer:
 
     CUDA note: scatter-based sparse kernels use atomics, so CUDA runs are not
     bitwise reproducible; CPU runs are.
+
+    **Distributed.** Inside a ``torchrun`` process group (``WORLD_SIZE > 1``;
+    ``mmgraph train --nproc N`` starts one) the trainer joins the group
+    (gloo on CPU, NCCL with ``device='cuda'`` -> ``cuda:LOCAL_RANK``), wraps
+    the model in ``DistributedDataParallel`` and trains on each rank's shard
+    of the same global batches; evaluation is sharded by users and reduced.
+    Same seed and ``batch_size`` give the single-process results (exactly
+    for batch-mean losses, up to float rounding); see
+    :mod:`mmgraph.train.distributed` for what differs for in-batch-negative
+    losses. Only rank 0 writes files and shows progress. Pass ``dist`` to use
+    an existing :class:`~mmgraph.train.distributed.DistributedContext`.
+
+    **Mixed precision** (``amp='bf16'|'fp16'``): the model's forward and loss
+    run under :func:`torch.autocast` (dense matmuls / linear layers in the
+    low-precision type), backward and the optimiser step in float32, with a
+    :class:`torch.amp.GradScaler` for ``'fp16'``. ``'fp16'`` needs CUDA; on
+    CPU ``'bf16'`` uses CPU autocast. Sparse propagation
+    (:meth:`SparseAdj.matmul <mmgraph.graph.SparseAdj.matmul>`) is meant to
+    stay float32 (it must run with autocast disabled and upcast a half
+    input). Evaluation always runs in float32.
     """
 
     def __init__(self, model: Recommender, data: HeteroData, config: TrainConfig | None = None,
-                 evaluator: Evaluator | None = None):
+                 evaluator: Evaluator | None = None, dist: DistributedContext | None = None):
         self.config = config if config is not None else train_config_for(model)
         self.model = model
         self.data = data
         self.device = torch.device(self.config.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise RuntimeError(f"device {self.config.device!r} requested but CUDA is not available")
-        self.evaluator = evaluator or Evaluator(data, ks=self.config.ks,
-                                                batch_size=self.config.eval_batch_size)
+        self.amp_dtype = amp_dtype(self.config.amp, self.device)
+        self.dist = dist if dist is not None else init_distributed(self.device)
+        if self.dist is not None:
+            self.device = self.dist.device
+        evaluator = evaluator or Evaluator(data, ks=self.config.ks,
+                                           batch_size=self.config.eval_batch_size)
+        if self.dist is not None and not isinstance(evaluator, ShardedEvaluator):
+            evaluator = ShardedEvaluator.from_evaluator(evaluator, self.dist)
+        self.evaluator = evaluator
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
+        self._ddp = None            # the DistributedDataParallel wrapper, made in fit()
+        self._scaler = None         # GradScaler for amp='fp16', made in fit()
+        self._checked_grads = False
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes files (rank 0, or the only process)."""
+        return self.dist is None or self.dist.is_main
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     # ------------------------------------------------------------------ setup
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -116,7 +191,11 @@ class Trainer:
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: decay ** (e // every))
 
     def evaluate(self, split: str = "test", **kw) -> dict[str, float]:
-        """Full-ranking metrics of the model in its current state."""
+        """Full-ranking metrics of the model in its current state (float32).
+
+        Distributed: a collective (call it on every rank); every rank gets
+        the metrics of all users.
+        """
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
@@ -132,6 +211,9 @@ class Trainer:
         model = self.model.to(self.device)
         opt = self._make_optimizer()
         sched = self._make_scheduler(opt)
+        scaler = (torch.amp.GradScaler(self.device.type) if self.amp_dtype == torch.float16
+                  else None)
+        self._scaler = scaler
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         loader = InteractionLoader(self.data, batch_size=cfg.batch_size, shuffle=True,
                                    num_neg=cfg.num_neg if model.uses_negatives else 0,
@@ -158,17 +240,21 @@ class Trainer:
             sched.load_state_dict(ckpt["scheduler"])
             gen.set_state(ckpt["loader_generator"])
             _set_rng_state(ckpt["rng"])
+            if scaler is not None and ckpt.get("grad_scaler") is not None:
+                scaler.load_state_dict(ckpt["grad_scaler"])
             state = ckpt["trainer_state"]
             best_state = ckpt["best_state"]
-            self._rewrite_metrics(state["history"])
-        elif self.out_dir is not None:
+            if self.is_main:
+                self._rewrite_metrics(state["history"])
+        elif self.out_dir is not None and self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             (self.out_dir / "metrics.jsonl").write_text("")
 
         interrupted = False
         start = state["epoch"] + 1
         bar = tqdm(range(start, cfg.epochs), desc=f"{model.name or type(model).__name__}",
-                   disable=not cfg.progress, initial=start, total=cfg.epochs, unit="epoch")
+                   disable=not (cfg.progress and self.is_main), initial=start, total=cfg.epochs,
+                   unit="epoch")
         try:
             for epoch in bar:
                 if state["bad"] >= cfg.patience:
@@ -196,16 +282,18 @@ class Trainer:
                                 **({cfg.valid_metric: f"{row['valid'][cfg.valid_metric]:.4f}"}
                                    if "valid" in row else {}),
                                 best=f"{state['best_value']:.4f}")
-                if ckpt_path is not None:
+                if ckpt_path is not None and self.is_main:
                     self._save(ckpt_path, model, opt, sched, gen, state, best_state, data_sig)
         except KeyboardInterrupt:
             interrupted = True
             where = (f"checkpoint of epoch {state['epoch']} is in {ckpt_path}; resume with "
                      f"--resume" if ckpt_path is not None else "no out_dir, nothing saved")
-            print(f"\ninterrupted: {where}")
+            if self.is_main:
+                print(f"\ninterrupted: {where}")
         finally:
             bar.close()
 
+        self._release_ddp()
         if best_state is not None:
             model.load_state_dict(best_state)
         hist = state["history"]
@@ -215,8 +303,10 @@ class Trainer:
             best_epoch=state["best_epoch"], best_valid=state["best_valid"], test=state["test"],
             history=hist, epochs_run=len(hist), interrupted=interrupted,
             seconds_per_epoch=float(np.mean(train_s)) if train_s else float("nan"),
-            seconds_per_eval=float(np.mean(eval_s)) if eval_s else float("nan"))
-        if self.out_dir is not None and not interrupted:
+            seconds_per_eval=float(np.mean(eval_s)) if eval_s else float("nan"),
+            extra={"world_size": 1 if self.dist is None else self.dist.world_size,
+                   "amp": cfg.amp})
+        if self.out_dir is not None and not interrupted and self.is_main:
             atomic_save({"model_key": model.extra_state_key(), "data_signature": data_sig,
                          "model_state": model.state_dict()}, self.out_dir / "best_model.pt")
             self.write_results(result)
@@ -224,29 +314,82 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, loader, opt) -> dict[str, Any]:
         model = self.model
+        ctx = self.dist
+        net = self._wrapped() if ctx is not None else model     # DDP wrapper or the model
+        scaler = self._scaler
         model.train()
         model.on_epoch_start(epoch)
         t0 = time.perf_counter()
         totals: dict[str, torch.Tensor] = {}
         n = 0
         for batch in loader:
-            out = model()
-            terms = model.loss(batch, out)
-            loss = sum(terms.values())
+            weight = 1.0
+            if ctx is not None:
+                batch, weight = shard_batch(batch, ctx.rank, ctx.world_size)
+            with self._autocast():
+                out = net()
+                terms = model.loss(batch, out)
+                loss = sum(terms.values())
+            if weight != 1.0:
+                loss = loss * weight
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            if ctx is not None and not self._checked_grads:
+                self._check_all_params_used()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             for k, v in terms.items():
-                totals[k] = totals.get(k, 0) + v.detach()
+                v = v.detach().float()
+                totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
             n += 1
+        if ctx is not None and totals:
+            # weighted shard means -> global-batch means (one collective per epoch)
+            keys = list(totals)
+            summed = all_reduce_sum(torch.stack([totals[k] for k in keys]), ctx) / ctx.world_size
+            totals = dict(zip(keys, summed.unbind(0)))
         # one host sync per epoch
         terms = {k: float(v) / max(n, 1) for k, v in totals.items()}
         return {"epoch": epoch, "loss": sum(terms.values()), "terms": terms,
                 "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - t0}
 
+    def _wrapped(self) -> torch.nn.Module:
+        """The model in ``DistributedDataParallel`` (made once, on first use)."""
+        if self._ddp is None:
+            self._ddp = wrap_model(self.model.to(self.device), self.dist)
+        return self._ddp
+
+    def _release_ddp(self) -> None:
+        """Drop the DDP wrapper (and its gradient hooks) once training is over.
+
+        It must be gone before the process group is destroyed: a DDP reducer
+        that outlives its gloo group can block the interpreter at exit.
+        """
+        if self._ddp is not None:
+            self._ddp = None
+            gc.collect()
+
+    def _check_all_params_used(self) -> None:
+        """DDP (find_unused_parameters=False) needs a gradient for every trainable
+        parameter in every step; name the ones that got none (first step only)."""
+        self._checked_grads = True
+        unused = [name for name, p in self.model.named_parameters()
+                  if p.requires_grad and p.grad is None]
+        if unused:
+            raise RuntimeError(
+                "distributed training needs every trainable parameter to receive a gradient "
+                "in every step (the loss is computed outside DDP's forward, so unused "
+                f"parameters cannot be detected); these got none: {', '.join(unused)}. Freeze "
+                "them (p.requires_grad_(False)) or remove them from the model.")
+
     # ------------------------------------------------------------------ files
     def _log(self, row: dict[str, Any]) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.is_main:
             with open(self.out_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(row) + "\n")
 
@@ -269,7 +412,9 @@ class Trainer:
                 "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "loader_generator": gen.get_state(),
                 "rng": _rng_state(), "trainer_state": copy.deepcopy(state),
-                "best_state": best_state}, path)
+                "best_state": best_state,
+                "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None},
+                path)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
