@@ -29,7 +29,8 @@ graphs.
 
 Timing: the reference runs ``--ref-batches`` batches and is extrapolated to a
 full epoch (its epoch takes about half an hour on a small CPU); ours runs
-``--our-batches`` batches (0 = a full epoch). Memory: peak resident-set growth
+``--our-batches`` batches (0 = a full epoch); the two are interleaved (one
+reference batch, then a chunk of ours) so both see the same machine load. Memory: peak resident-set growth
 during ``--mem-batches`` steady-state batches per side (after a warm-up step,
 so model, optimiser state and graphs are already allocated), measured in a
 child process whose glibc mmap threshold is fixed at 64 KiB (otherwise glibc
@@ -131,7 +132,7 @@ def knn_tie_check(feat: torch.Tensor, ours_adj, ref_adj: torch.Tensor, k: int) -
 
 
 def coo(row, col, val, size):
-    return torch.sparse_coo_tensor(torch.stack([row, col]), val, size).coalesce()
+    return torch.sparse_coo_tensor(torch.stack([row, col]), val, size, check_invariants=True).coalesce()
 
 
 def dense_knn(feat: torch.Tensor, k: int) -> torch.Tensor:
@@ -146,7 +147,8 @@ def dense_knn(feat: torch.Tensor, k: int) -> torch.Tensor:
     deg = torch.zeros(n).scatter_add_(0, row, val)
     dis = deg.pow(-0.5)
     dis[torch.isinf(dis)] = 0
-    return torch.sparse_coo_tensor(torch.stack([row, col]), dis[row] * val * dis[col], (n, n))
+    return torch.sparse_coo_tensor(torch.stack([row, col]), dis[row] * val * dis[col], (n, n),
+                                   check_invariants=True).coalesce()
 
 
 class NaiveMambaRec(nn.Module):
@@ -323,7 +325,10 @@ def setup(a, log=print):
     with torch.no_grad():
         torch.manual_seed(1)
         ru, ri, _, _ = ref.forward()
-        emb_diff = max(float((out.user - ru).abs().max()), float((out.item - ri).abs().max()))
+        emb_diff = max(float((out.user - ru).abs().max().detach()),
+                       float((out.item - ri).abs().max().detach()))
+    to = {k: v.detach() for k, v in to.items()}
+    tr = {k: v.detach() for k, v in tr.items()}
     for k in to:
         assert math.isclose(float(to[k]), float(tr[k]), rel_tol=1e-4, abs_tol=1e-7), \
             (k, float(to[k]), float(tr[k]))
@@ -393,13 +398,19 @@ def main(argv=None) -> int:
     print(f"parity: embeddings max |diff| {par['emb_diff']:.1e}; first-batch loss terms "
           + ", ".join(f"{k} {par['ours'][k]:.6f}/{par['ref'][k]:.6f}" for k in par["ours"]))
 
-    # timing: reference first (a few batches), then ours, both from the same weights
+    # timing, interleaved so that both sides see the same machine load (the
+    # machine may be shared): reference batch j, then chunk j of our batches
     nr = min(a.ref_batches, n_batches)
-    ref_s, ref_losses = run_batches(*s["ref"], batches[:nr])
-    del s["ref"]
-    gc.collect()
     no = n_batches if a.our_batches <= 0 else min(a.our_batches, n_batches)
-    ours_s, ours_losses = run_batches(*s["ours"], batches[:no])
+    bounds = [round(j * no / nr) for j in range(nr + 1)]
+    ref_s = ours_s = 0.0
+    ref_losses, ours_losses = [], []
+    for j in range(nr):
+        t, ls = run_batches(*s["ref"], batches[j:j + 1])
+        ref_s, ref_losses = ref_s + t, ref_losses + ls
+        t, ls = run_batches(*s["ours"], batches[bounds[j]:bounds[j + 1]])
+        ours_s, ours_losses = ours_s + t, ours_losses + ls
+    # both started from the same weights: the first batch's loss must agree
     assert math.isclose(ours_losses[0], ref_losses[0], rel_tol=1e-4), (ours_losses[0], ref_losses[0])
     ours_epoch = ours_s / no * n_batches
     ref_epoch = ref_s / nr * n_batches

@@ -2,6 +2,8 @@
 
     python benchmarks/zoo.py [--epochs 20] [--models lightgcn,bm3,...] [--threads 1]
     python benchmarks/zoo.py --quick          # 3 epochs, a smoke run of the whole zoo
+    python benchmarks/zoo.py --timing-batches 5 --threads 1   # CPU cost per epoch only
+    python benchmarks/zoo.py --device cuda --jobs 4 --epochs 30   # accuracy table on a GPU
 
 Each model runs in its own subprocess (so the peak-RSS column is that model's
 own), with the same data (``synthetic:baby``, a planted multimodal signal),
@@ -29,6 +31,57 @@ from _common import append_results, machine_info  # noqa: E402
 MMREC_SECONDS = {"lightgcn": 3.5, "bm3": 39.0, "freedom": 44.0, "lgmrec": 121.0}
 
 
+def time_one(args) -> dict:
+    """Seconds per epoch from ``--timing-batches`` batches (after one warm-up batch)."""
+    import torch
+
+    from mmgraph.data import load_dataset
+    from mmgraph.models import get_model_class
+    from mmgraph.sampling import InteractionLoader
+    from mmgraph.train import Trainer, train_config_for
+
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.data)
+    cls = get_model_class(args.one)
+    torch.manual_seed(args.seed)
+    t0 = time.perf_counter()
+    model = cls(data, cls.config_class(**json.loads(args.model_options or "{}"))).to(args.device)
+    build = time.perf_counter() - t0
+    cfg = train_config_for(cls, epochs=1, progress=False, device=args.device)
+    trainer = Trainer(model, data, cfg)
+    opt = trainer._make_optimizer()
+    loader = InteractionLoader(data, batch_size=cfg.batch_size, num_neg=cfg.num_neg if cls.uses_negatives else 0,
+                               generator=torch.Generator().manual_seed(0), device=args.device)
+    model.train()
+    model.on_epoch_start(0)
+    def batches():  # cycle through epochs if the data has fewer batches than asked for
+        while True:
+            yield from loader
+    it = batches()
+    wall, cpu = [], []
+    for b in range(args.timing_batches + 1):
+        batch = next(it)
+        w0, c0 = time.perf_counter(), time.process_time()
+        loss = sum(model.loss(batch, model()).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        if b:  # the first batch is a warm-up (lazy graph builds, allocator)
+            wall.append(time.perf_counter() - w0)
+            cpu.append(time.process_time() - c0)
+    t0 = time.perf_counter()
+    trainer.evaluate("test")
+    ev = time.perf_counter() - t0
+    n = len(loader)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"model": cls.name, "s_per_epoch": sorted(wall)[len(wall) // 2] * n,
+            "cpu_s_per_epoch": sorted(cpu)[len(cpu) // 2] * n, "s_per_eval": ev, "build_s": build,
+            "peak_rss_mb": peak, "batches_per_epoch": n,
+            "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
 def run_one(args) -> dict:
     import torch
 
@@ -54,6 +107,52 @@ def run_one(args) -> dict:
             "params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
+def run_all(names, args) -> list[dict]:
+    """Run ``--one NAME`` subprocesses, ``args.jobs`` at a time; rows in ``names`` order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(name):
+        cmd = [sys.executable, __file__, "--one", name, "--data", args.data, "--epochs",
+               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
+               "--device", args.device, "--timing-batches", str(args.timing_batches)]
+        print(f"[zoo] {name} ...", flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+        if proc.returncode != 0 or not line:
+            print(proc.stdout[-2000:], proc.stderr[-4000:])
+            return {"model": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+        return json.loads(line[0][7:])
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        return list(pool.map(one, names))
+
+
+def timing_table(args, argv) -> int:
+    import mmgraph
+    names = args.models.split(",") if args.models else sorted(mmgraph.MODELS)
+    rows = run_all(names, args)
+    cmd = "python benchmarks/zoo.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    lines = [f"Machine: {machine_info()}; torch threads {args.threads}", f"Command: `{cmd.strip()}`",
+             f"Data: {args.data}; one warm-up batch, then the median of {args.timing_batches} batches "
+             "(batch 2048) times the batches per epoch. CPU seconds are the process's CPU time "
+             "(steadier than wall time on a shared machine).", "",
+             "| model | s/epoch (wall) | CPU s/epoch | MMRec s/epoch (ratio to our CPU s) | s/eval | "
+             "graph build s | peak RSS MiB | trainable params |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | failed: {r['error'][:80]} |" + " |" * 7)
+            continue
+        mm = MMREC_SECONDS.get(r["model"])
+        mms = f"{mm:.1f} ({mm / r['cpu_s_per_epoch']:.1f}x)" if mm else "-"
+        lines.append(f"| {r['model']} | {r['s_per_epoch']:.2f} | {r['cpu_s_per_epoch']:.2f} | {mms} | "
+                     f"{r['s_per_eval']:.2f} | {r['build_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['params']:,} |")
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        append_results(f"Model zoo cost per epoch on {args.data} ({args.device}, {args.threads} thread)", text)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="synthetic:baby")
@@ -64,33 +163,27 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=999)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-write", action="store_true")
+    p.add_argument("--jobs", type=int, default=1, help="models trained at once (GPU accuracy runs)")
+    p.add_argument("--timing-batches", type=int, default=0,
+                   help="only time this many batches per model and extrapolate to an epoch")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--model-options", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
         args.epochs = 3
     if args.one:
-        print("RESULT " + json.dumps(run_one(args)))
+        print("RESULT " + json.dumps(time_one(args) if args.timing_batches else run_one(args)))
         return 0
+    if args.timing_batches:
+        return timing_table(args, argv)
 
     import mmgraph
     names = args.models.split(",") if args.models else sorted(mmgraph.MODELS)
-    rows = []
-    for name in names:
-        cmd = [sys.executable, __file__, "--one", name, "--data", args.data, "--epochs",
-               str(args.epochs), "--threads", str(args.threads), "--seed", str(args.seed),
-               "--device", args.device]
-        print(f"[zoo] {name} ...", flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            print(proc.stdout[-2000:], proc.stderr[-4000:])
-            rows.append({"model": name, "error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
-            continue
-        row = json.loads(line[0][7:])
-        rows.append(row)
-        print(f"[zoo] {name}: R@20 {row['test'].get('recall@20', float('nan')):.4f}, "
-              f"{row['s_per_epoch']:.2f} s/epoch, peak {row['peak_rss_mb']:.0f} MiB", flush=True)
+    rows = run_all(names, args)
+    for row in rows:
+        if "error" not in row:
+            print(f"[zoo] {row['model']}: R@20 {row['test'].get('recall@20', float('nan')):.4f}, "
+                  f"{row['s_per_epoch']:.2f} s/epoch, peak {row['peak_rss_mb']:.0f} MiB", flush=True)
 
     lgn = next((r for r in rows if r.get("model") == "lightgcn" and "test" in r), None)
     cmd = "python benchmarks/zoo.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -115,7 +208,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        append_results(f"Model zoo on {args.data}", text)
+        append_results(f"Model zoo accuracy on {args.data} ({args.device})", text)
     return 0
 
 

@@ -22,27 +22,11 @@ from pathlib import Path
 
 import torch
 
-from mmgraph.data import dataset_stats, format_stats, load_dataset, modality_names
+from mmgraph.data import dataset_or_synthetic, dataset_stats, format_stats, modality_names
 from mmgraph.models.mambarec import MambaRec, MambaRecConfig
 from mmgraph.train import Trainer, format_result, train_config_for
 
 PAPER_BABY = {"recall@10": 0.0660, "recall@20": 0.1013, "ndcg@10": 0.0363, "ndcg@20": 0.0454}
-
-
-def pick_data(data_dir: str | None, seed: int):
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            print(f"[data] {path} does not exist.")
-        elif not any(path.glob("*_feat.npy")):
-            print(f"[data] {path} has no *_feat.npy modality features; MambaRec needs them.")
-        else:
-            return load_dataset(path), str(path)
-    else:
-        print("[data] no --data-dir given.")
-    print("[data] falling back to the synthetic Baby-scale dataset (planted multimodal signal).")
-    spec = f"synthetic:baby?seed={seed}"
-    return load_dataset(spec), spec
 
 
 def main(argv=None) -> int:
@@ -57,7 +41,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
 
-    data, spec = pick_data(a.data_dir, a.seed)
+    data, spec = dataset_or_synthetic(a.data_dir, f"synthetic:baby?seed={a.seed}")
     print(format_stats(dataset_stats(data)))
     if not modality_names(data):
         print("error: the data has no modality features", file=sys.stderr)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from mmgraph.data import dataset_stats, format_stats, load_dataset, modality_names
+from mmgraph.data import dataset_or_synthetic, dataset_stats, format_stats, modality_names
 from mmgraph.models.rearm import REARM, REARMConfig
 from mmgraph.train import Trainer, format_result, train_config_for
 
@@ -41,17 +41,6 @@ REPORT = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
 def pick_data(data_dir: str | None, seed: int, fast: bool):
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            print(f"[data] {path} does not exist.")
-        elif not any(path.glob("*_feat.npy")):
-            print(f"[data] {path} has no *_feat.npy modality features; REARM needs them.")
-        else:
-            return load_dataset(path), str(path)
-    else:
-        print("[data] no --data-dir given.")
-    print("[data] falling back to the synthetic Baby-scale dataset (planted multimodal signal).")
     spec = f"synthetic:baby?seed={seed}"
     if fast:
         # one REARM epoch at full Baby scale takes minutes on a CPU (the
@@ -59,9 +48,7 @@ def pick_data(data_dir: str | None, seed: int, fast: bool):
         # tables); --fast keeps Baby's interactions per user (8.3) on about 1/5
         # of its users and items
         spec += "&num_users=4000&num_items=1500&num_interactions=33000&image_dim=1024"
-        print("[data] --fast: a 1/5-scale Baby-like synthetic dataset "
-              "(4,000 users, 1,500 items, 1024-d image features).")
-    return load_dataset(spec), spec
+    return dataset_or_synthetic(data_dir, spec)
 
 
 def main(argv=None) -> int:

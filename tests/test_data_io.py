@@ -160,3 +160,22 @@ def test_real_baby():
     counts = np.stack([np.bincount(split_edge_index(data, s)[0].numpy(), minlength=19_445)
                        for s in SPLITS], axis=1)
     assert np.array_equal(split_sizes(counts.sum(1)), counts)
+
+
+def test_dataset_or_synthetic_fallback(tmp_path):
+    from mmgraph.data import dataset_or_synthetic, load_dataset, write_mmrec
+    said = []
+    data, spec = dataset_or_synthetic(tmp_path / "missing", "synthetic:tiny", log=said.append)
+    assert spec == "synthetic:tiny" and "does not exist" in said[0]
+    tiny = load_dataset("synthetic:tiny")
+    no_feats = tmp_path / "nofeat"
+    write_mmrec(tiny, no_feats, name="tiny", features=False)
+    said.clear()
+    _, spec = dataset_or_synthetic(no_feats, "synthetic:tiny", log=said.append)
+    assert spec == "synthetic:tiny" and "no *_feat.npy" in said[0]
+    _, spec = dataset_or_synthetic(no_feats, "synthetic:tiny", require_features=False, log=said.append)
+    assert spec == str(no_feats)
+    full = tmp_path / "full"
+    write_mmrec(tiny, full, name="tiny")
+    data, spec = dataset_or_synthetic(full, "synthetic:tiny", log=said.append)
+    assert spec == str(full) and torch.equal(data["item"].x_image, tiny["item"].x_image)

@@ -12,7 +12,7 @@ Example::
 from .hetero import (FEATURE_PREFIX, INTERACTS, ITEM, REV_INTERACTS, SPLITS, USER, build_hetero,
                      feature_key, modality_features, modality_names, num_items, num_users,
                      similar_edge_type, split_attr_key, split_edge_attr, split_edge_index)
-from .io import (MMREC_COLUMNS, detect_layout, load_dataset, read_features, read_mmrec,
+from .io import (MMREC_COLUMNS, dataset_or_synthetic, detect_layout, load_dataset, read_features, read_mmrec,
                  read_npy_splits, write_mmrec, write_npy_splits)
 from .preprocess import (PreprocessResult, encode_text, factorize, k_core_filter, per_user_split,
                          preprocess_interactions, split_sizes)
@@ -28,7 +28,7 @@ __all__ = [
     "feature_key", "similar_edge_type", "num_users", "num_items", "modality_names",
     "modality_features", "split_edge_index", "split_attr_key", "split_edge_attr", "build_hetero",
     # io
-    "MMREC_COLUMNS", "load_dataset", "detect_layout", "read_mmrec", "read_npy_splits",
+    "MMREC_COLUMNS", "dataset_or_synthetic", "load_dataset", "detect_layout", "read_mmrec", "read_npy_splits",
     "read_features", "write_mmrec", "write_npy_splits",
     # validation
     "DataValidationError", "ValidatedInteractions", "validate_interactions", "validate_features",

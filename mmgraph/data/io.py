@@ -366,3 +366,28 @@ def write_npy_splits(data: HeteroData, directory: str | Path, features: bool = T
     if features:
         _write_features(data, directory)
     return directory
+
+
+def dataset_or_synthetic(data_dir: str | Path | None, fallback: str = "synthetic:baby",
+                         require_features: bool = True, log=print) -> tuple[HeteroData, str]:
+    """The dataset in ``data_dir`` if it is usable, else the synthetic ``fallback``.
+
+    The examples' data behaviour in one place: a missing folder, or (with
+    ``require_features``) one without ``*_feat.npy`` modality files, is
+    reported through ``log`` and replaced by ``load_dataset(fallback)``.
+    Invalid data in a folder that does exist still raises.
+
+    Returns ``(data, spec)`` where ``spec`` names what was loaded.
+    """
+    if data_dir:
+        path = Path(data_dir)
+        if not path.is_dir():
+            log(f"[data] {path} does not exist.")
+        elif require_features and not any(path.glob("*_feat.npy")):
+            log(f"[data] {path} has no *_feat.npy modality features; this model needs them.")
+        else:
+            return load_dataset(path), str(path)
+    else:
+        log("[data] no data folder given.")
+    log(f"[data] falling back to {fallback} (synthetic, planted multimodal signal).")
+    return load_dataset(fallback), fallback
