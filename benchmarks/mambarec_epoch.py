@@ -447,7 +447,8 @@ Machine: {info}
 Data: {a.data}: {U} users, {I} items, {E} train edges, image 4096-d + text 384-d features;
 batch {a.batch_size} ({n_batches} batches per epoch); MambaRec defaults (d 64, 4 UI layers,
 kNN k 10, DREAM authors' attention, trainable features); Adam ({a.optimizer}) on both sides.
-Both sides start from the same weights: first-batch loss terms agree to rtol 1e-4
+Timed interleaved (one reference batch, then a chunk of ours) so that both see the same
+machine load. Both sides start from the same weights: first-batch loss terms agree to rtol 1e-4
 (embeddings max |diff| {par['emb_diff']:.1e}); first timed batch loss ours {ours_losses[0]:.6f}
 vs reference {ref_losses[0]:.6f}. Peak memory: resident-set growth during {a.mem_batches}
 steady-state batches (after a warm-up step: model, optimiser state and graphs allocated;

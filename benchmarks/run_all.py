@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip", default=None, help="comma list of script names to leave out")
     p.add_argument("--timeout", type=float, default=None, help="seconds per script")
     p.add_argument("--threads", type=int, default=None, help="passed as --threads where supported")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     a = p.parse_args(argv)
 
     def names(arg):
@@ -100,6 +101,9 @@ def main(argv=None) -> int:
             rows.append((name, "skipped (absent)", 0.0, "", ""))
             continue
         cmd, notes = command_for(script, a.quick, a.device, a.threads)
+        if a.dry_run:
+            print(" ".join(cmd) + (f"   # {'; '.join(notes)}" if notes else ""))
+            continue
         print(f"\n=== {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}",
               flush=True)
         before = _sections(RESULTS)
@@ -134,6 +138,8 @@ def main(argv=None) -> int:
             status += "; " + "; ".join(notes)
         rows.append((name, status, secs, "; ".join(changed) or "-", last))
 
+    if a.dry_run:
+        return 0
     print("\n## summary\n")
     print("| script | status | seconds | RESULTS.md sections updated | last output line |")
     print("|---|---|---:|---|---|")

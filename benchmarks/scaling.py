@@ -350,6 +350,9 @@ def main(argv=None) -> int:
                         "rows-<device>[-quick].json): a run replaces its own (size, model) "
                         "rows and the report shows all of them")
     p.add_argument("--fresh", action="store_true", help="ignore rows of earlier runs")
+    p.add_argument("--report-only", action="store_true",
+                   help="run nothing: rebuild the table, plots and RESULTS.md section from the "
+                        "rows file")
     p.add_argument("--worker", nargs=2, metavar=("SIZE", "MODEL"), help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     a.batches = a.batches if a.batches is not None else (5 if a.quick else 0)
@@ -378,7 +381,7 @@ def main(argv=None) -> int:
               "--threads 1", flush=True)
     t_start = time.perf_counter()
     rows = []
-    for s in sizes:
+    for s in ([] if a.report_only else sizes):
         prepare(s, a.image_dim, a.text_dim)
         for m in models:
             r = run_worker(s, m, a)
@@ -417,7 +420,8 @@ def main(argv=None) -> int:
                 "RSS high-water marks above the level before the phase"
                 + (" (GPU: torch.cuda.max_memory_allocated)" if a.device.startswith("cuda")
                    else "") + "; process peak = the worker's largest RSS. "
-                f"Wall time of this run {total / 60:.1f} min (rows of earlier runs are kept: "
+                ("Report rebuilt from the rows file " if a.report_only else
+                 f"Wall time of this run {total / 60:.1f} min ") + "(rows of earlier runs are kept: "
                 f"`{rows_path.relative_to(ROOT) if rows_path.is_relative_to(ROOT) else rows_path}`"
                 ").", "", text, ""]
         if pngs:

@@ -7,7 +7,8 @@
 ``text_feat.npy``) or the ``train/valid/test.npy`` layout with the same
 feature files. Without one (or without feature files in it) the example says
 so and trains on ``synthetic:baby``: the exact Baby sizes, with image and
-text features that carry a planted signal.
+text features that carry a planted signal (``--fast``: ``synthetic:baby_small``,
+the same shape on 1/5 of the users and items).
 
 Writes ``results.json``, ``results.md``, ``metrics.jsonl`` and
 ``learning_curve.png`` into ``--out`` and prints the test metrics next to the
@@ -34,14 +35,17 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="MMRec-format Baby folder with feature files")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (paper: 1000 with early stopping)")
     p.add_argument("--fast", action="store_true",
-                   help="a few-minute run on 2 CPU cores: 8 epochs, smaller batch of evaluation work")
+                   help="a few-minute run on 2 CPU cores: 8 epochs; offline, on the 1/5-scale "
+                        "Baby-like synthetic preset")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=999)
     p.add_argument("--out", default="runs/mambarec_baby")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
 
-    data, spec = dataset_or_synthetic(a.data_dir, f"synthetic:baby?seed={a.seed}")
+    # --fast: the 1/5-scale Baby-like preset (4,000 users, 1,500 items), minutes on 2 CPU cores
+    fallback = f"synthetic:{'baby_small' if a.fast else 'baby'}?seed={a.seed}"
+    data, spec = dataset_or_synthetic(a.data_dir, fallback)
     print(format_stats(dataset_stats(data)))
     if not modality_names(data):
         print("error: the data has no modality features", file=sys.stderr)

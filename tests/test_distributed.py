@@ -46,7 +46,12 @@ def test_shard_batch_weights():
 
 def test_two_gloo_processes_match_single_process(tmp_path):
     from mmgraph.train.distributed import run_distributed
-    single = _train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)          # the workers' setting: same kernels, same rounding
+    try:
+        single = _train()
+    finally:
+        torch.set_num_threads(threads)
     ranks = run_distributed(_train, 2, str(tmp_path / "dist"), threads_per_process=1)
     assert [r["world_size"] for r in ranks] == [2, 2]
     for r in ranks:

@@ -12,9 +12,11 @@ from .slmrec import SLMRec, SLMRecConfig
 from .mgcn import MGCN, MGCNConfig
 from .lgmrec import LGMRec, LGMRecConfig
 from .rearm import REARM, REARMConfig
+from .mambarec import MambaRec, MambaRecConfig
 
 __all__ = ["MODELS", "Batch", "Embeddings", "ModelConfig", "Recommender", "bpr_terms",
            "get_model_class", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig",
            "BM3", "BM3Config", "VBPR", "VBPRConfig", "FREEDOM", "FREEDOMConfig", "LATTICE", "LATTICEConfig",
            "MMGCN", "MMGCNConfig", "GRCN", "GRCNConfig", "SLMRec", "SLMRecConfig", "MGCN", "MGCNConfig",
-           "LGMRec", "LGMRecConfig", "REARM", "REARMConfig"]
+           "LGMRec", "LGMRecConfig", "REARM", "REARMConfig",
+           "MambaRec", "MambaRecConfig"]

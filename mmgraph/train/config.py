@@ -16,9 +16,10 @@ class TrainConfig:
         epochs: maximum number of epochs (MMRec: 1000).
         batch_size: interactions per batch (2048).
         lr: learning rate (1e-3).
-        lr_decay, lr_decay_every: the learning rate is multiplied by
-            ``lr_decay`` every ``lr_decay_every`` epochs (0.96 / 50; set
-            ``lr_decay=1`` for a constant rate).
+        lr_decay, lr_decay_every: the learning rate at epoch ``e`` is
+            ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's smooth form of
+            "x0.96 every 50 epochs", MambaRec's setting). MMRec's baselines use
+            a constant rate: their models set ``lr_decay=1`` in ``train_defaults``.
         optimizer: ``'adam'`` or ``'adamw'``; ``weight_decay`` for either.
         num_neg: negatives per positive for models that use negatives.
         patience: early stopping after this many evaluations without an

@@ -82,7 +82,6 @@ Semantics
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Sequence
@@ -293,33 +292,34 @@ def launch(argv: Sequence[str], nproc: int, module: str = "mmgraph.cli",
     torchrun.main(args)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _spawn_entry(local_rank: int, fn: Callable, args: tuple, world_size: int, port: int,
-                 out_dir: str, threads: int) -> None:
+def _spawn_entry(local_rank: int, fn: Callable, args: tuple, world_size: int, tmp: str,
+                 threads: int, backend: str) -> None:
     torch.set_num_threads(threads)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(local_rank),
-                      LOCAL_RANK=str(local_rank), WORLD_SIZE=str(world_size),
-                      LOCAL_WORLD_SIZE=str(world_size))
+    os.environ.update(RANK=str(local_rank), LOCAL_RANK=str(local_rank),
+                      WORLD_SIZE=str(world_size), LOCAL_WORLD_SIZE=str(world_size))
+    # rendezvous through a file, not a TCP port: nothing to collide with
+    kw = {"device_id": torch.device("cuda", local_rank)} if backend == "nccl" else {}
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group(backend, init_method="file://" + os.path.join(tmp, "rendezvous"),
+                            rank=local_rank, world_size=world_size, **kw)
     try:
         result = fn(*args)
-        torch.save(result, os.path.join(out_dir, f"rank{local_rank}.pt"))
+        torch.save(result, os.path.join(tmp, f"rank{local_rank}.pt"))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def run_distributed(fn: Callable, nproc: int, *args, threads_per_process: int | None = None
-                    ) -> list[Any]:
+def run_distributed(fn: Callable, nproc: int, *args, threads_per_process: int | None = None,
+                    backend: str = "gloo") -> list[Any]:
     """Call ``fn(*args)`` in ``nproc`` fresh local processes forming one group.
 
-    Each process gets the ``env://`` variables (``RANK``, ``LOCAL_RANK``,
-    ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT`` on a free port), so a
-    :class:`~mmgraph.train.Trainer` built inside ``fn`` trains data-parallel.
+    Each process joins a process group of ``backend`` (``'gloo'``; ``'nccl'``
+    for one GPU per process) through a file rendezvous in a temporary folder
+    and gets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` in its environment,
+    so a :class:`~mmgraph.train.Trainer` built inside ``fn`` trains
+    data-parallel.
     ``fn`` must be importable (a module-level function) and its return value
     picklable. Returns the results ordered by rank; raises
     :class:`torch.multiprocessing.ProcessRaisedException` if a worker fails.
@@ -339,8 +339,8 @@ def run_distributed(fn: Callable, nproc: int, *args, threads_per_process: int | 
             cores = os.cpu_count() or 1
         threads_per_process = max(1, cores // nproc)
     with tempfile.TemporaryDirectory(prefix="mmgraph-dist-") as tmp:
-        mp.start_processes(_spawn_entry, args=(fn, args, nproc, _free_port(), tmp,
-                                               int(threads_per_process)),
+        mp.start_processes(_spawn_entry, args=(fn, args, nproc, tmp, int(threads_per_process),
+                                               backend),
                            nprocs=nproc, join=True, start_method="spawn")
         return [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=False)
                 for r in range(nproc)]
