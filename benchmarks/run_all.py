@@ -11,7 +11,10 @@ peaks) in this order:
 and rewrites its own ``## ...`` section of ``benchmarks/RESULTS.md`` (through
 ``_common.append_results``); scripts that are not there yet are skipped.
 ``--quick`` is passed to the scripts that have such an option
-(``train_epoch.py`` runs 1 epoch instead), ``--device`` to those that have a
+(``train_epoch.py`` runs 1 epoch instead, ``mambarec_epoch.py`` times 10
+batches and extrapolates); note that most scripts then rewrite their usual
+section with the smoke-test numbers (``scaling.py`` writes a separate
+``(quick)`` section). ``--device`` goes to the scripts that have a
 ``--device`` option (the others run on their default, which the summary
 says). The summary lists each script's status, wall time, the RESULTS.md
 sections it changed and its last output line. Exit status: 0 when no script
@@ -34,7 +37,9 @@ from _common import RESULTS, machine_info  # noqa: E402
 SCRIPTS = ("propagation.py", "knn_graph.py", "train_epoch.py", "mambarec_epoch.py", "zoo.py",
            "scaling.py")
 #: extra arguments in --quick mode for scripts without a --quick option
-QUICK_FALLBACK = {"train_epoch.py": ["--epochs", "1"]}
+QUICK_FALLBACK = {"train_epoch.py": ["--epochs", "1"],
+                  "mambarec_epoch.py": ["--our-batches", "10", "--ref-batches", "1",
+                                        "--mem-batches", "1"]}
 
 
 def _sections(path: Path) -> dict[str, str]:

@@ -151,9 +151,10 @@ def knn_topk(x: Tensor, k: int = 10, *, chunk_size: Optional[int] = None,
     k = min(k, n if include_self else n - 1)
     if k <= 0 or n == 0:
         return x.new_zeros(n, 0), torch.zeros(n, 0, dtype=torch.long, device=x.device)
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x holds NaN or infinite values")
     norm = x.norm(dim=1)
+    # NaN/inf anywhere in a row makes its norm non-finite: one cheap check, no [n, dim] temporary
+    if not bool(torch.isfinite(norm).all()):
+        raise ValueError("x holds NaN or infinite values (or rows whose norm overflows)")
     inv = torch.where(norm > 0, 1.0 / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(norm))
     if normalized_copy is None:
         normalized_copy = x.numel() * x.element_size() <= NORMALIZED_COPY_BYTES

@@ -16,17 +16,21 @@ One machine, ``N`` processes (the CLI calls :func:`launch`, i.e.
     mmgraph train --model lightgcn --data synthetic:baby --nproc 2
     mmgraph train --model freedom --data path/to/baby --device cuda --nproc 4
 
-Several machines: run ``torchrun`` yourself on every node, with the same
-rendezvous endpoint (``--nproc`` is not used then)::
+Several machines: run the same ``torchrun`` command on every node (the c10d
+rendezvous assigns the ranks; ``--nproc`` is not used then)::
 
-    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 8 \
+    torchrun --nnodes 2 --nproc-per-node 8 \
         --rdzv-backend c10d --rdzv-endpoint node0.example:29500 --rdzv-id mmg1 \
         -m mmgraph.cli train --model lightgcn --data /data/elec --device cuda
-    # same on node 1 with --node-rank 1
+
+Every rank loads the dataset itself (it must be readable on every node);
+only global rank 0 writes ``--out-dir`` (put it on rank 0's node or on a
+shared file system to resume). Within a node, ``OMP_NUM_THREADS`` (torchrun
+sets 1 when unset) controls the CPU threads of each process.
 
 From Python, :func:`run_distributed` starts ``N`` local processes with
-:func:`torch.multiprocessing.start_processes` and returns what ``fn``
-returned on every rank (used by the tests)::
+:func:`torch.multiprocessing.start_processes` (file rendezvous, no TCP
+port) and returns what ``fn`` returned on every rank (used by the tests)::
 
     results = run_distributed(train_fn, 2, "synthetic:tiny")
 
