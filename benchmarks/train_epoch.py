@@ -94,7 +94,7 @@ def reference_epoch(model, opt, train: np.ndarray, user_items: list[set], n_item
         opt.zero_grad()
         loss.backward()
         opt.step()
-        first = float(loss) if first is None else first
+        first = float(loss.detach()) if first is None else first
     return time.perf_counter() - t0, first
 
 
