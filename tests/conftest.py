@@ -19,3 +19,15 @@ def baby_dir():
     if not (path / "train.npy").is_file():
         pytest.skip("../shared/data/baby is not present")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_intra_op_thread():
+    """The suite is many small tensor ops: one intra-op thread avoids OpenMP
+    barrier stalls when the 2 CI cores are shared (restored afterwards).
+    Tests that compare thread counts set their own."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

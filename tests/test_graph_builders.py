@@ -11,15 +11,6 @@ from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_f
                            prune_edges_by_degree, user_interest_graph, user_profiles)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ------------------------------------------------------------------ helpers
 def random_bipartite(n_users=9, n_items=7, n_edges=30, seed=0):
     g = torch.Generator().manual_seed(seed)

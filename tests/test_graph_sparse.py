@@ -6,15 +6,6 @@ from mmgraph.backend import has_torch_sparse, resolve_spmm_backend
 from mmgraph.graph import SparseAdj, mix_adjacency
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 BACKENDS = ["torch", "pyg"] + (["torch_sparse"] if has_torch_sparse() else [])
 
 

@@ -15,16 +15,6 @@ from mmgraph.models.mambarec import MambaRec, MambaRecConfig
 from mmgraph.sampling import InteractionLoader
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the test machine's cores are shared: OpenMP barriers of many tiny ops
-    # are far slower with 2 contended threads than with 1. Restored afterwards.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def small():
     """600 users / 500 items in 25 taste clusters, small feature widths."""

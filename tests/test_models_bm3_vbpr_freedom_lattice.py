@@ -19,16 +19,6 @@ MODEL_CLASSES = [BM3, VBPR, FREEDOM, LATTICE]
 
 # ----------------------------------------------------------------------------- helpers
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests are many tiny ops: one intra-op thread is faster on a shared machine
-    (restored afterwards, nothing global)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def small():
     """A hand-sized dataset (dense references are cheap): 12 users, 9 items, 2 modalities."""

@@ -19,15 +19,6 @@ from mmgraph.models.slmrec import SLMRec, SLMRecConfig
 U, I = 24, 18
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription on busy machines."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_data(modalities=("image", "text"), dims=(20, 10), seed=0, isolated_item=False):
     g = torch.Generator().manual_seed(seed)
     n_items = I - 1 if isolated_item else I

@@ -9,15 +9,6 @@ from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_f
                            bipartite_gcn_norm, interaction_matrix, knn_graph)
 from mmgraph.nn import ItemItemConv, LightGCNConv, LightGCNEncoder
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny ops: avoid OpenMP barrier stalls on a shared machine (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 U, I, D = 11, 8, 5
 
 

@@ -17,16 +17,6 @@ from mmgraph.train import Trainer, TrainConfig, train_config_for
 SMALL = dict(embedding_dim=16, user_knn_k=8, item_knn_k=5, num_layers=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors on a shared 2-core machine: one intra-op thread is faster
-    and does not compete with other processes (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def small():
     """tiny synthetic data with narrow features (fast)."""
