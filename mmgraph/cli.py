@@ -73,6 +73,8 @@ def cmd_train(argv: list[str]) -> int:
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     if args.nproc > 1 and not is_distributed_env():
+        from .train.trainer import amp_dtype
+        amp_dtype(cfg.amp, cfg.device)   # device/precision errors before any process starts
         return _launch_train(argv, args.nproc)
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
