@@ -133,3 +133,24 @@ def test_fusion_validation():
         f([torch.randn(3, 8)] * 2, torch.randn(4, 8))
     with pytest.raises(ValueError, match="num_modalities"):
         ModalityAttentionFusion(8, 0)
+
+
+def test_modality_features_trainable_and_frozen():
+    from mmgraph.nn import ModalityFeatures
+    src = {"image": torch.randn(5, 7), "text": torch.randn(5, 3).half()}
+    tr = ModalityFeatures(src, trainable=True)
+    assert set(tr) == {"image", "text"} and len(tr) == 2
+    assert tr["text"].dtype == torch.float32 and tr["image"].requires_grad
+    assert set(tr.state_dict()) == {"image", "text"}
+    with torch.no_grad():
+        tr["image"].add_(1.0)
+    assert not torch.equal(tr["image"], src["image"])
+    tr.reset_parameters()
+    assert torch.equal(tr["image"], src["image"])              # restored from the data
+    fr = ModalityFeatures(src, trainable=False)
+    assert not fr["image"].requires_grad and fr.state_dict() == {} and not list(fr.parameters())
+    assert fr.double()["image"].dtype == torch.float64           # buffers follow .to()/.double()
+    with pytest.raises(KeyError, match="no modality 'audio'"):
+        tr["audio"]
+    with pytest.raises(ValueError):
+        ModalityFeatures({})

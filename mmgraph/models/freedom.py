@@ -19,7 +19,7 @@ from ..graph import (bipartite_adjacency, bipartite_adjacency_from_edges, modali
 from ..losses import bpr_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
-from ..nn.modality import ModalityProjector
+from ..nn.modality import ModalityFeatures, ModalityProjector
 from .base import Batch, Embeddings, ModelConfig, Recommender, register
 
 __all__ = ["FREEDOM", "FREEDOMConfig", "freedom_modality_weights"]
@@ -164,15 +164,7 @@ class FREEDOM(Recommender):
         self.projectors = nn.ModuleDict({
             m: ModalityProjector(feats[m].size(1), d, reduction=None, layer_norm=False)
             for m in names})
-        self._raw = {m: feats[m] for m in names}
-        if cfg.trainable_features:
-            self.features = nn.ParameterDict(
-                {m: nn.Parameter(feats[m].detach().clone().float()) for m in names})
-        else:
-            self.features = None
-            for m in names:
-                self.register_buffer(f"feat_{m}", feats[m].detach().clone().float(),
-                                     persistent=False)
+        self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
         self.encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
         self.item_conv = ItemItemConv(cfg.num_mm_layers, readout="last")
 
@@ -190,14 +182,11 @@ class FREEDOM(Recommender):
         nn.init.xavier_uniform_(self.item_emb.weight)
         for proj in self.projectors.values():
             proj.reset_parameters()
-        if self.features is not None:
-            with torch.no_grad():
-                for m, p in self.features.items():
-                    p.copy_(self._raw[m])
+        self.features.reset_parameters()
 
     def modality_feature(self, m: str) -> Tensor:
         """Current raw features ``[I, d_m]`` of modality ``m``."""
-        return self.features[m] if self.features is not None else getattr(self, f"feat_{m}")
+        return self.features[m]
 
     def project(self, m: str, items: Tensor) -> Tensor:
         """Projected features ``[len(items), d]`` of modality ``m`` for ``items``

@@ -18,7 +18,7 @@ from ..graph import (SparseAdj, bipartite_adjacency, knn_topk, modality_knn_grap
                      normalize_edge_weight)
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
-from ..nn.modality import ModalityProjector
+from ..nn.modality import ModalityFeatures, ModalityProjector
 from .base import Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register
 
 __all__ = ["LATTICE", "LATTICEConfig", "mean_bipartite_adjacency"]
@@ -185,15 +185,7 @@ class LATTICE(Recommender):
                                  layer_norm=False)
             for m in names})
         self.modal_weight = nn.Parameter(torch.empty(len(names))) if len(names) > 1 else None
-        self._raw = {m: feats[m] for m in names}
-        if cfg.trainable_features:
-            self.features = nn.ParameterDict(
-                {m: nn.Parameter(feats[m].detach().clone().float()) for m in names})
-        else:
-            self.features = None
-            for m in names:
-                self.register_buffer(f"feat_{m}", feats[m].detach().clone().float(),
-                                     persistent=False)
+        self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
         self.encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
         self.item_conv = ItemItemConv(cfg.num_item_layers, readout="last")
 
@@ -215,15 +207,12 @@ class LATTICE(Recommender):
             proj.reset_parameters()
         if self.modal_weight is not None:
             nn.init.constant_(self.modal_weight, 1.0 / len(self.modalities))
-        if self.features is not None:
-            with torch.no_grad():
-                for m, p in self.features.items():
-                    p.copy_(self._raw[m])
+        self.features.reset_parameters()
         self._stale = True
 
     def modality_feature(self, m: str) -> Tensor:
         """Current raw features ``[I, d_m]`` of modality ``m``."""
-        return self.features[m] if self.features is not None else getattr(self, f"feat_{m}")
+        return self.features[m]
 
     def modality_weights(self) -> Tensor:
         """:math:`\\mathrm{softmax}(\\mathbf a)`, ``[M]``."""

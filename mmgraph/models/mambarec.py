@@ -19,7 +19,7 @@ from ..losses import info_nce, mmd_loss
 from ..nn.dream import DREAM
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
-from ..nn.modality import ModalityAttentionFusion, ModalityGate, ModalityProjector
+from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate, ModalityProjector
 from .base import Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register
 
 __all__ = ["MambaRec", "MambaRecConfig"]
@@ -212,15 +212,7 @@ class MambaRec(Recommender):
         self.item_emb = nn.Embedding(self.num_items, d)
 
         # raw features: trainable parameters (authors) or frozen buffers
-        self._raw = {m: feats[m] for m in names}
-        if cfg.trainable_features:
-            self.features = nn.ParameterDict(
-                {m: nn.Parameter(feats[m].detach().clone().float()) for m in names})
-        else:
-            self.features = None
-            for m in names:
-                self.register_buffer(f"feat_{m}", feats[m].detach().clone().float(),
-                                     persistent=False)
+        self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
 
         shared_ln = nn.LayerNorm(d) if cfg.shared_layer_norm else None
         self.projectors = nn.ModuleDict()
@@ -250,21 +242,17 @@ class MambaRec(Recommender):
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
-        if self.features is not None:
-            with torch.no_grad():
-                for m, p in self.features.items():
-                    p.copy_(self._raw[m])
+        self.features.reset_parameters()
         for mod in (*self.projectors.values(), *self.gates.values(), self.fusion):
             if mod is not None:
                 mod.reset_parameters()
 
     def modality_feature(self, m: str) -> Tensor:
         """Current raw features ``[I, d_m]`` of modality ``m``."""
-        return self.features[m] if self.features is not None else getattr(self, f"feat_{m}")
+        return self.features[m]
 
     # --------------------------------------------------------------- forward
     def forward(self) -> Embeddings:
-        cfg = self.config
         e_u, e_i = self.user_emb.weight, self.item_emb.weight
         R = self.graph("R")
         views, refined = [], {}

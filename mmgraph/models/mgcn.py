@@ -39,7 +39,7 @@ from ..data.hetero import modality_features
 from ..graph import bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import bpr_loss, info_nce, l2_reg
 from ..nn import ItemItemConv, LightGCNEncoder
-from ..nn.modality import ModalityAttentionFusion, ModalityGate
+from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate
 from .base import Batch, Embeddings, ModelConfig, Recommender, register
 
 
@@ -94,13 +94,7 @@ class MGCN(Recommender):
             raise ValueError("MGCN needs at least one item modality (data['item'].x_<name>)")
         self.modalities = list(feats)
         d = cfg.embedding_dim
-        if cfg.train_features:
-            self.features = nn.ParameterDict(
-                {m: nn.Parameter(x.detach().float().clone()) for m, x in feats.items()})
-        else:
-            self.features = None
-            for m, x in feats.items():
-                self.register_buffer(f"feat_{m}", x.float(), persistent=False)
+        self.features = ModalityFeatures(feats, trainable=cfg.train_features)
         self.user_emb = nn.Embedding(self.num_users, d)
         self.item_emb = nn.Embedding(self.num_items, d)
         self.trs = nn.ModuleDict({m: nn.Linear(x.size(1), d) for m, x in feats.items()})
@@ -118,11 +112,11 @@ class MGCN(Recommender):
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
-        for mod in (*self.trs.values(), *self.gates.values(), self.fusion):
+        for mod in (self.features, *self.trs.values(), *self.gates.values(), self.fusion):
             mod.reset_parameters()
 
     def _feature(self, m: str) -> Tensor:
-        return self.features[m] if self.features is not None else getattr(self, f"feat_{m}")
+        return self.features[m]
 
     def forward(self) -> Embeddings:
         eu, ei = self.user_emb.weight, self.item_emb.weight

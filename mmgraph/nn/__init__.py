@@ -2,4 +2,5 @@
 from .conv import ItemItemConv, LightGCNConv  # noqa: F401
 from .encoder import LightGCNEncoder  # noqa: F401
 from .dream import DREAM  # noqa: F401
-from .modality import ModalityAttentionFusion, ModalityGate, ModalityProjector  # noqa: F401
+from .modality import (ModalityAttentionFusion, ModalityFeatures, ModalityGate,  # noqa: F401
+                       ModalityProjector)

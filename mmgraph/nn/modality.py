@@ -233,3 +233,67 @@ class ModalityAttentionFusion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, num_modalities={self.num_modalities}"
+
+
+class ModalityFeatures(torch.nn.Module):
+    r"""A model's raw item feature tables, one per modality, trainable or frozen.
+
+    Several models train the raw modality features as parameters (MMRec's
+    ``nn.Embedding.from_pretrained(freeze=False)``: BM3, FREEDOM, LATTICE,
+    MGCN, MambaRec); others keep them fixed. This block holds the tables
+    either way:
+
+    * ``trainable=True``: each table ``[n_items, dim_m]`` is a
+      :class:`~torch.nn.Parameter` named ``<modality>`` (saved in the
+      ``state_dict`` as ``features.<modality>`` when the block is a model's
+      ``features`` attribute);
+    * ``trainable=False``: a non-persistent buffer (follows ``.to(device)``,
+      not saved: it is rebuilt from the data).
+
+    :meth:`reset_parameters` restores every table to the values it was built
+    from. ``features[m]``, ``iter(features)``, ``features.items()`` give
+    access by modality name.
+
+    Args:
+        features: ``{modality: [n_items, dim_m]}`` (e.g.
+            :func:`~mmgraph.data.modality_features` of the data); copied as
+            float32.
+        trainable: parameters (default) or frozen buffers.
+    """
+
+    def __init__(self, features, trainable: bool = True):
+        super().__init__()
+        if not features:
+            raise ValueError("ModalityFeatures needs at least one modality")
+        self.trainable = bool(trainable)
+        self._source = dict(features)          # the data's tensors, for reset_parameters
+        self.names = list(features)
+        for m, x in features.items():
+            x = x.detach().clone().float()
+            if self.trainable:
+                self.register_parameter(m, torch.nn.Parameter(x))
+            else:
+                self.register_buffer(m, x, persistent=False)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for m in self.names:
+                getattr(self, m).copy_(self._source[m])
+
+    def __getitem__(self, modality: str) -> Tensor:
+        if modality not in self.names:
+            raise KeyError(f"no modality {modality!r}; have {self.names}")
+        return getattr(self, modality)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def items(self):
+        return [(m, getattr(self, m)) for m in self.names]
+
+    def extra_repr(self) -> str:
+        shapes = ", ".join(f"{m}={tuple(getattr(self, m).shape)}" for m in self.names)
+        return f"{shapes}, trainable={self.trainable}"
