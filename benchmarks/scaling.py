@@ -385,6 +385,8 @@ def main(argv=None) -> int:
         prepare(s, a.image_dim, a.text_dim)
         for m in models:
             r = run_worker(s, m, a)
+            r["command"] = command_line()
+            r["load_avg"] = round(os.getloadavg()[0], 1)
             rows.append(r)
             if "error" not in r:
                 print(f"[{s:6s} {m:9s}] build {r['build_s']:7.1f} s | epoch {r['epoch_s']:8.1f} s "
@@ -406,12 +408,15 @@ def main(argv=None) -> int:
     text = table(rows, a.device)
     print(text)
     if not a.no_write:
+        shown_rows = rows_path.relative_to(ROOT) if rows_path.is_relative_to(ROOT) else rows_path
         pngs = plots(rows, a.device)
         feats = (f"multimodal models with {a.image_dim}-d image + {a.text_dim}-d text features"
                  f"{' (reduced for --quick)' if a.quick else ' (the real widths)'}; LightGCN "
                  "without features")
-        body = [f"Command: `{command_line()}`", "", f"Machine: {info}; load average at the end "
-                f"{os.getloadavg()[0]:.1f}", "",
+        commands = sorted({r.get("command", "?") for r in rows})
+        body = [("Commands: " if len(commands) > 1 else "Command: ")
+                + ", ".join(f"`{c}`" for c in commands), "", f"Machine: {info}; load average at the end "
+                f"{os.getloadavg()[0]:.1f} (per row: `load_avg` in the rows file)", "",
                 f"Synthetic data (`mmgraph.data.generate_synthetic`, cached); {feats}. "
                 "Global batch 2048, each model's paper training defaults; one subprocess per "
                 "row. `epoch measured as` says whether a full epoch ran or N batches were "
@@ -420,10 +425,9 @@ def main(argv=None) -> int:
                 "RSS high-water marks above the level before the phase"
                 + (" (GPU: torch.cuda.max_memory_allocated)" if a.device.startswith("cuda")
                    else "") + "; process peak = the worker's largest RSS. "
-                ("Report rebuilt from the rows file " if a.report_only else
-                 f"Wall time of this run {total / 60:.1f} min ") + "(rows of earlier runs are kept: "
-                f"`{rows_path.relative_to(ROOT) if rows_path.is_relative_to(ROOT) else rows_path}`"
-                ").", "", text, ""]
+                + ("Report rebuilt from the rows file " if a.report_only else
+                   f"Wall time of this run {total / 60:.1f} min ")
+                + f"(rows of earlier runs are kept: `{shown_rows}`).", "", text, ""]
         if pngs:
             body.append("Plots: " + ", ".join(f"`benchmarks/{q.name}`" for q in pngs))
         title = "Scaling: epoch and evaluation time, peak memory vs dataset size"
