@@ -379,32 +379,39 @@ def main(argv=None) -> int:
         print(f"warning: load average {load:.1f} on {cores} cores: several torch threads per "
               "process spin against the other jobs (seen here: 60x slower steps); consider "
               "--threads 1", flush=True)
+    rows_path = Path(a.json) if a.json else CACHE / (
+        f"rows-{a.device.replace(':', '')}{'-quick' if a.quick else ''}.json")
+    earlier = (json.loads(rows_path.read_text()) if rows_path.is_file() and not a.fresh
+               else [])
+    order = {k: i for i, k in enumerate(SIZES)}
+
+    def merged(new_rows: list[dict]) -> list[dict]:
+        """Earlier rows, replaced by this run's (size, model) rows; saved after every row."""
+        done = {(r["size"], r["model"]) for r in new_rows}
+        out = [r for r in earlier if (r["size"], r["model"]) not in done] + new_rows
+        out.sort(key=lambda r: (order.get(r["size"], 99),
+                                MODELS.index(r["model"]) if r["model"] in MODELS else 99))
+        rows_path.parent.mkdir(parents=True, exist_ok=True)
+        rows_path.write_text(json.dumps(out, indent=2))
+        return out
+
     t_start = time.perf_counter()
-    rows = []
+    new_rows: list[dict] = []
     for s in ([] if a.report_only else sizes):
         prepare(s, a.image_dim, a.text_dim)
         for m in models:
             r = run_worker(s, m, a)
             r["command"] = command_line()
             r["load_avg"] = round(os.getloadavg()[0], 1)
-            rows.append(r)
+            new_rows.append(r)
+            merged(new_rows)
             if "error" not in r:
                 print(f"[{s:6s} {m:9s}] build {r['build_s']:7.1f} s | epoch {r['epoch_s']:8.1f} s "
                       f"({r['mode']}) | train peak {_fmt_mb(r['train_peak_mb'])} | eval "
                       f"{r['eval_s']:6.1f} s | process peak {_fmt_mb(r['process_peak_mb'])}",
                       flush=True)
     total = time.perf_counter() - t_start
-    rows_path = Path(a.json) if a.json else CACHE / (
-        f"rows-{a.device.replace(':', '')}{'-quick' if a.quick else ''}.json")
-    if rows_path.is_file() and not a.fresh:
-        done = {(r["size"], r["model"]) for r in rows}
-        old = [r for r in json.loads(rows_path.read_text()) if (r["size"], r["model"]) not in done]
-        rows = old + rows
-    order = {k: i for i, k in enumerate(SIZES)}
-    rows.sort(key=lambda r: (order.get(r["size"], 99), MODELS.index(r["model"])
-                             if r["model"] in MODELS else 99))
-    rows_path.parent.mkdir(parents=True, exist_ok=True)
-    rows_path.write_text(json.dumps(rows, indent=2))
+    rows = merged(new_rows)
     text = table(rows, a.device)
     print(text)
     if not a.no_write:
@@ -437,7 +444,7 @@ def main(argv=None) -> int:
             title += " [CUDA]"
         append_results(title, "\n".join(body))
         print(f"wrote {HERE / 'RESULTS.md'}" + "".join(f", {q}" for q in pngs))
-    return 1 if any("error" in r for r in rows) else 0
+    return 1 if any("error" in r for r in new_rows) else 0
 
 
 if __name__ == "__main__":
