@@ -540,7 +540,10 @@ class SparseAdj:
             raise ValueError(f"shape mismatch: SparseAdj is {self.size}, x has {x.size(0)} rows")
         if not x.is_floating_point():
             raise ValueError(f"matmul expects a floating point x, got {x.dtype}")
-        out = _apply(self._st, self.backend, self.symmetric, self._value_like(x), x)
+        if x.dtype in (torch.float16, torch.bfloat16) and self.value.dtype in (torch.float32, torch.float64):
+            x = x.to(self.value.dtype)       # under autocast: propagate in the matrix's precision
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = _apply(self._st, self.backend, self.symmetric, self._value_like(x), x)
         return out.squeeze(-1) if squeeze else out
 
     def __matmul__(self, x: Tensor) -> Tensor:
