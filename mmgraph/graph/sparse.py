@@ -242,7 +242,12 @@ class SparseAdj:
         self._st = _structure
         if value is None:
             value = torch.ones(self._st.nnz, device=self._st.col.device)
-        self.value = value                     # validated by the setter
+        if value.dim() != 1 or value.numel() != self._st.nnz:
+            raise ValueError(f"value must have shape [nnz={self._st.nnz}], got {tuple(value.shape)}")
+        if value.device != self._st.col.device:
+            raise ValueError(f"value is on {value.device} but the indices are on "
+                             f"{self._st.col.device}")
+        self._value = value
         self.symmetric = bool(symmetric)
         self._backend_name = backend
         self.backend = resolve_spmm_backend(backend)
