@@ -11,6 +11,7 @@ function          used by
 :func:`bpr_loss`  every pairwise model (BPR-MF, LightGCN, MambaRec, ...)
 :func:`l2_reg`    embedding regularisation, LightGCN form
 :func:`info_nce`  MambaRec (side vs user-item view), REARM, SGL-style models
+:func:`pool_info_nce`  LGMRec (batch anchors against *all* users / items)
 :func:`mmd_loss`  MambaRec (image vs text DREAM features)
 :func:`neg_cosine`  BM3 (stop-gradient on the target view)
 :func:`orthogonal_loss`  REARM's difference (orthogonality) constraint
@@ -25,8 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "bpr_loss", "l2_reg", "info_nce", "mmd_loss", "neg_cosine", "orthogonal_loss",
-    "BPRLoss", "L2Reg", "InfoNCE", "MMDLoss", "NegCosine", "OrthogonalLoss",
+    "bpr_loss", "l2_reg", "info_nce", "pool_info_nce", "mmd_loss", "neg_cosine",
+    "orthogonal_loss",
+    "BPRLoss", "L2Reg", "InfoNCE", "PoolInfoNCE", "MMDLoss", "NegCosine", "OrthogonalLoss",
 ]
 
 
@@ -141,6 +143,91 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
     if symmetric:
         loss = 0.5 * (loss + F.cross_entropy(logits.t(), target))
     return loss
+
+
+class _PoolCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``logits = scale * a @ p.T`` against ``target``,
+    fused: one ``[B, N]`` buffer (the logits, turned into the softmax in place),
+    no separate log-softmax output, no zero-filled ``[B, N]`` gradient of the
+    NLL step. Backward: ``dL/dlogits = softmax - onehot``."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, p: Tensor, target: Tensor, scale: float) -> Tensor:
+        probs = (a * scale) @ p.t()                                   # [B, N] logits
+        rows = torch.arange(a.size(0), device=a.device)
+        pos = probs[rows, target]                                     # [B]
+        mx = probs.amax(dim=1, keepdim=True)
+        probs.sub_(mx).exp_()
+        z = probs.sum(dim=1, keepdim=True)
+        loss = (z.squeeze(1).log() + mx.squeeze(1) - pos).sum()
+        probs.div_(z)
+        ctx.scale = scale
+        ctx.consumed = False
+        ctx.save_for_backward(a, p, target, probs)
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        if ctx.consumed:
+            raise RuntimeError("pool_info_nce: backward through the same graph twice "
+                               "(retain_graph=True) is not supported; recompute the loss")
+        ctx.consumed = True
+        a, p, target, probs = ctx.saved_tensors
+        rows = torch.arange(a.size(0), device=a.device)
+        g = probs                                                     # reused in place
+        g[rows, target] -= 1.0
+        g.mul_(grad * ctx.scale)
+        grad_a = g @ p if ctx.needs_input_grad[0] else None
+        grad_p = g.t() @ a if ctx.needs_input_grad[1] else None
+        return grad_a, grad_p, None, None
+
+
+def pool_info_nce(anchor: Tensor, pool: Tensor, positive_ids: Tensor,
+                  temperature: float = 0.2, reduction: str = "sum") -> Tensor:
+    r"""InfoNCE of a batch of anchors against a whole pool (all users, all items).
+
+    Row :math:`b` of ``anchor`` has ``pool[positive_ids[b]]`` as its positive
+    and every other pool row as a negative (LGMRec's hypergraph contrastive
+    loss, where the pool is all users or all items of the other modality):
+
+    .. math::
+        \mathcal{L} = \sum_{b=1}^{B} -\log
+        \frac{\exp(\hat a_b^\top \hat p_{y_b}/\tau)}
+             {\sum_{n=1}^{N}\exp(\hat a_b^\top \hat p_n/\tau)},
+        \qquad \hat x = x/\lVert x\rVert_2 .
+
+    Unlike :func:`info_nce` (``[B, B]``, in-batch negatives) this is a
+    ``[B, N]`` problem, so it is computed by a fused kernel sequence: the
+    logits buffer becomes the softmax in place (max-subtracted, finite at any
+    temperature) and is reused for the gradient ``softmax - onehot``. Peak
+    extra memory is one ``[B, N]`` float tensor; the result and gradients
+    equal ``F.cross_entropy(logits, positive_ids, reduction=...)`` (tested).
+    It cannot be backpropagated twice (``retain_graph=True`` raises).
+
+    Args:
+        anchor: ``[B, d]``.
+        pool: ``[N, d]``.
+        positive_ids: ``[B]`` long, indices into ``pool``.
+        temperature: :math:`\tau > 0`.
+        reduction: ``'sum'`` (LGMRec's form) or ``'mean'``.
+
+    Returns:
+        scalar.
+    """
+    if anchor.dim() != 2 or pool.dim() != 2 or anchor.size(1) != pool.size(1):
+        raise ValueError(f"pool_info_nce expects anchor [B, d] and pool [N, d], got "
+                         f"{tuple(anchor.shape)} and {tuple(pool.shape)}")
+    if positive_ids.shape != (anchor.size(0),) or positive_ids.dtype != torch.long:
+        raise ValueError(f"positive_ids must be a [B] = [{anchor.size(0)}] long tensor, got "
+                         f"{tuple(positive_ids.shape)} {positive_ids.dtype}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    loss = _PoolCrossEntropy.apply(F.normalize(anchor, dim=-1), F.normalize(pool, dim=-1),
+                                   positive_ids, 1.0 / temperature)
+    return loss / anchor.size(0) if reduction == "mean" else loss
 
 
 def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
@@ -293,6 +380,21 @@ class InfoNCE(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, symmetric={self.symmetric}"
+
+
+class PoolInfoNCE(torch.nn.Module):
+    """Module form of :func:`pool_info_nce`."""
+
+    def __init__(self, temperature: float = 0.2, reduction: str = "sum"):
+        super().__init__()
+        self.temperature = temperature
+        self.reduction = reduction
+
+    def forward(self, anchor: Tensor, pool: Tensor, positive_ids: Tensor) -> Tensor:
+        return pool_info_nce(anchor, pool, positive_ids, self.temperature, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}, reduction={self.reduction!r}"
 
 
 class MMDLoss(torch.nn.Module):

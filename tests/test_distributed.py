@@ -45,7 +45,7 @@ def test_shard_batch_weights():
 
 
 def test_two_gloo_processes_match_single_process(tmp_path):
-    from mmgraph.train.distributed import run_distributed
+    from mmgraph.train import run_distributed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)          # the workers' setting: same kernels, same rounding
     try:

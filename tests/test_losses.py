@@ -178,3 +178,64 @@ def test_orthogonal_loss_gradient():
     orthogonal_loss(a, b).backward()
     assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
     assert torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ pool InfoNCE
+def _pool_nce_reference(a, p, ids, tau, reduction="sum"):
+    logits = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).t() / tau
+    return F.cross_entropy(logits, ids, reduction=reduction)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_pool_info_nce_matches_cross_entropy_value_and_gradients(reduction):
+    from mmgraph.losses import pool_info_nce
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    p = torch.randn(11, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([0, 3, 3, 10, 5, 1, 7])          # repeated positives too
+    got = pool_info_nce(a, p, ids, 0.3, reduction)
+    ga, gp = torch.autograd.grad(got, (a, p))
+    want = _pool_nce_reference(a, p, ids, 0.3, reduction)
+    wa, wp = torch.autograd.grad(want, (a, p))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    # float64 autograd reference to 1e-12 (gradcheck itself backpropagates twice, see below)
+    assert torch.allclose(ga, wa, atol=1e-12) and torch.allclose(gp, wp, atol=1e-12)
+
+
+def test_pool_info_nce_small_temperature_and_scaled_grad():
+    from mmgraph.losses import PoolInfoNCE, pool_info_nce
+    g = torch.Generator().manual_seed(1)
+    a = (100 * torch.randn(64, 8, generator=g)).requires_grad_()
+    p = torch.randn(300, 8, generator=g).requires_grad_()
+    ids = torch.randint(0, 300, (64,), generator=g)
+    loss = PoolInfoNCE(temperature=0.01)(a, p, ids)          # logits up to 100: no overflow
+    assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(_pool_nce_reference(a, p, ids, 0.01).item(), rel=1e-5)
+    (3.0 * loss).backward()                                  # upstream gradient is applied
+    ga = a.grad.clone()
+    a.grad = None
+    (3.0 * _pool_nce_reference(a, p, ids, 0.01)).backward()
+    assert torch.allclose(ga, a.grad, rtol=1e-4, atol=1e-6)
+    # only the anchor needs a gradient: the pool's is not computed
+    loss = pool_info_nce(a, p.detach(), ids, 0.2)
+    loss.backward()
+
+
+def test_pool_info_nce_errors():
+    from mmgraph.losses import pool_info_nce
+    a, p = torch.randn(4, 3, requires_grad=True), torch.randn(6, 3)
+    ids = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match=r"anchor \[B, d\] and pool \[N, d\]"):
+        pool_info_nce(a, torch.randn(6, 2), ids)
+    with pytest.raises(ValueError, match="positive_ids must be a \\[B\\] = \\[4\\] long"):
+        pool_info_nce(a, p, ids[:3])
+    with pytest.raises(ValueError, match="positive_ids must be"):
+        pool_info_nce(a, p, ids.float())
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        pool_info_nce(a, p, ids, 0.0)
+    with pytest.raises(ValueError, match="reduction must be"):
+        pool_info_nce(a, p, ids, reduction="none")
+    loss = pool_info_nce(a, p, ids)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="backward through the same graph twice"):
+        loss.backward()
