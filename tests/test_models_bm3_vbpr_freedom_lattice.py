@@ -208,6 +208,35 @@ def test_bm3_trainer_batches_have_no_negatives(tiny):
     assert set(res.history[0]["terms"]) == {"rec", "align", "mask", "reg"}
 
 
+@pytest.mark.parametrize("how", ["id_only_data", "ablation"])
+def test_bm3_without_modalities_trains(small, how):
+    """BM3 w/o v&t: ID-only data (the real Baby interactions have no features) or
+    ``modalities=()`` on multimodal data; the multimodal terms are exactly 0."""
+    if how == "id_only_data":
+        data = build_hetero(12, 9, small["user", "interacts", "item"].edge_index)
+        cfg = BM3Config(embedding_dim=8, dropout=0.0)
+    else:
+        data, cfg = small, BM3Config(embedding_dim=8, dropout=0.0, modalities=())
+    torch.manual_seed(0)
+    model = BM3(data, cfg)
+    assert model.modalities == [] and model.features is None
+    assert sum(p.numel() for p in model.parameters()) == (12 + 9) * 8 + 8 * 8 + 8
+    model.reset_parameters()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    batch = _batch_for(model, data)
+    assert batch.neg_items is None
+    losses = []
+    for _ in range(20):
+        terms = model.loss(batch, model())
+        assert terms["align"].item() == 0.0 and terms["mask"].item() == 0.0
+        loss = sum(terms.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1
+
+
 def test_bm3_loss_matches_dense_reference(small):
     """With dropout 0 the targets equal the (detached) online views: check every term."""
     torch.manual_seed(0)

@@ -139,7 +139,9 @@ class BM3(Recommender):
         self.projectors = nn.ModuleDict({
             m: ModalityProjector(feats[m].size(1), d, reduction=None, layer_norm=False)
             for m in names})
-        self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
+        # ID-only data, or the ``modalities=()`` ablation: no feature table at all
+        self.features = (ModalityFeatures({m: feats[m] for m in names},
+                                          trainable=cfg.trainable_features) if names else None)
         self.encoder = LightGCNEncoder(cfg.num_layers, readout="mean")
         self.register_graph("adj", bipartite_adjacency(data))
         self.reset_parameters()
@@ -154,7 +156,8 @@ class BM3(Recommender):
         for proj in self.projectors.values():
             proj.reset_parameters()
             nn.init.xavier_normal_(proj.proj.weight)
-        self.features.reset_parameters()
+        if self.features is not None:
+            self.features.reset_parameters()
 
     def modality_feature(self, m: str) -> Tensor:
         """Current raw features ``[I, d_m]`` of modality ``m``."""
