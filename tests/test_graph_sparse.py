@@ -217,3 +217,15 @@ def test_value_setter_invalidates_caches():
     torch.testing.assert_close(a.t().to_dense(), a.to_dense().t())
     with pytest.raises(ValueError, match="nnz"):
         a.value = torch.ones(3)
+
+
+def test_constructor_validates_value_like_the_setter():
+    rowptr, col = torch.tensor([0, 1, 3]), torch.tensor([1, 0, 1])
+    a = SparseAdj(rowptr, col, size=(2, 2))
+    assert a.value.tolist() == [1.0, 1.0, 1.0]           # default: ones
+    with pytest.raises(ValueError, match=r"value must have shape \[nnz=3\], got \(2,\)"):
+        SparseAdj(rowptr, col, torch.ones(2), size=(2, 2))
+    with pytest.raises(ValueError, match=r"value must have shape \[nnz=3\]"):
+        SparseAdj(rowptr, col, torch.ones(3, 1), size=(2, 2))
+    with pytest.raises(ValueError, match="value is on meta but the indices are on cpu"):
+        SparseAdj(rowptr, col, torch.ones(3, device="meta"), size=(2, 2))

@@ -240,19 +240,14 @@ class SparseAdj:
                                  f"{int(size[0]) + 1}")
             _structure = _Structure(rowptr.long(), col.long(), (int(size[0]), int(size[1])))
         self._st = _structure
-        if value is None:
-            value = torch.ones(self._st.nnz, device=self._st.col.device)
-        if value.dim() != 1 or value.numel() != self._st.nnz:
-            raise ValueError(f"value must have shape [nnz={self._st.nnz}], got {tuple(value.shape)}")
-        if value.device != self._st.col.device:
-            raise ValueError(f"value is on {value.device} but the indices are on "
-                             f"{self._st.col.device}")
-        self._value = value
+        self._t_cache: Optional[SparseAdj] = None
+        self._cast_cache: dict = {}
+        # through the setter: one place checks the value's shape and device
+        self.value = (value if value is not None
+                      else torch.ones(self._st.nnz, device=self._st.col.device))
         self.symmetric = bool(symmetric)
         self._backend_name = backend
         self.backend = resolve_spmm_backend(backend)
-        self._t_cache: Optional[SparseAdj] = None
-        self._cast_cache: dict = {}
 
     # ------------------------------------------------------------------ build
     @classmethod
