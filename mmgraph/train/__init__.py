@@ -1,4 +1,5 @@
 """Training: typed config, the trainer, checkpoints, multi-process (torch.distributed) helpers."""
+from .allocator import tuned_malloc
 from .checkpoint import atomic_save, dataset_signature, load_checkpoint
 from .config import TrainConfig
 from .distributed import DistributedContext, init_distributed, run_distributed
@@ -6,4 +7,4 @@ from .trainer import Trainer, TrainResult, format_result, seed_everything, train
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "train_config_for", "seed_everything",
            "format_result", "atomic_save", "load_checkpoint", "dataset_signature",
-           "DistributedContext", "init_distributed", "run_distributed"]
+           "DistributedContext", "init_distributed", "run_distributed", "tuned_malloc"]

@@ -38,6 +38,12 @@ class TrainConfig:
             (float32), ``'bf16'`` (bfloat16 autocast; CUDA or CPU) or
             ``'fp16'`` (float16 autocast with gradient scaling; CUDA only).
             Sparse propagation and evaluation stay float32.
+        tune_malloc: on CPU, keep freed memory in the process during
+            :meth:`~mmgraph.train.Trainer.fit` (glibc ``mallopt``; see
+            :mod:`mmgraph.train.allocator`): about 1.4x faster steps for
+            models with large per-step buffers (trainable feature tables,
+            contrastive losses against all users), identical results, a
+            somewhat higher resident set. ``False`` leaves the allocator alone.
     """
     epochs: int = 1000
     batch_size: int = 2048
@@ -58,6 +64,7 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     amp: str | None = None
+    tune_malloc: bool = True
 
     def __post_init__(self):
         self.ks = tuple(int(k) for k in self.ks)
@@ -78,7 +85,8 @@ class TrainConfig:
 
 
 #: Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "progress", "eval_batch_size")
+RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "progress", "eval_batch_size",
+                     "tune_malloc")
 
 
 def _field_types(cls) -> dict[str, Any]:

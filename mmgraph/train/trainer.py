@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..evaluation import Evaluator
 from ..models.base import Recommender
 from ..sampling import InteractionLoader
+from .allocator import tuned_malloc
 from .checkpoint import atomic_save, check_compatible, dataset_signature, load_checkpoint
 from .config import RESUMABLE_CHANGES, TrainConfig, replace_checked
 from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, init_distributed,
@@ -211,6 +212,15 @@ class Trainer:
 
     # ---------------------------------------------------------------- running
     def fit(self) -> TrainResult:
+        """Train with early stopping; returns the test metrics at the best valid epoch.
+
+        On CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
+        process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
+        buffers are not page-faulted again in every step."""
+        with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         cfg = self.config
         seed_everything(cfg.seed)
         model = self.model.to(self.device)
