@@ -135,7 +135,8 @@ def _load_trained(run_dir: str, data_spec: str | None, device: str):
                                           for k, v in meta["model_config"].items()})
     ckpt = load_checkpoint(run / "best_model.pt")
     from .train.checkpoint import check_compatible, dataset_signature
-    check_compatible(ckpt, model.extra_state_key(), dataset_signature(data), run / "best_model.pt")
+    check_compatible(ckpt, model.extra_state_key(), dataset_signature(data), run / "best_model.pt",
+                     model.config_defaults())
     model.load_state_dict(ckpt["model_state"])
     return model.to(device).eval(), data, meta
 

@@ -324,3 +324,135 @@ def test_user_interest_graph():
     torch.testing.assert_close(a.to_dense(), SparseAdj.from_edge_index(ei2, w2, 9).to_dense())
     assert ("user", "similar_interest_text", "user") in data.edge_types
     assert user_interest_graph(data, "text", k=3) is a
+
+
+# ------------------------------------------------- approximate kNN (faiss)
+def clustered_features(n, dim, clusters, noise, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(clusters, dim, generator=g)
+    labels = torch.randint(0, clusters, (n,), generator=g)
+    return centres[labels] + noise * torch.randn(n, dim, generator=g)
+
+
+def assert_canonical_rows(v, i):
+    """Each row by decreasing value, then increasing id."""
+    ok = (v[:, :-1] > v[:, 1:]) | ((v[:, :-1] == v[:, 1:]) & (i[:, :-1] < i[:, 1:]))
+    assert bool(ok.all())
+
+
+def true_cosine(x, i):
+    xn = torch.nn.functional.normalize(x.double(), dim=1)
+    return (xn.unsqueeze(1) * xn[i]).sum(-1)
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_knn_faiss_ivf_recall_values_order(include_self):
+    pytest.importorskip("faiss")
+    from mmgraph.graph import faiss_nlist
+    x = clustered_features(6000, 32, 60, 0.8)
+    assert faiss_nlist(6000) >= 2  # large enough for the IVF index
+    ev, ei = knn_topk(x, 10, include_self=include_self)
+    fv, fi = knn_topk(x, 10, include_self=include_self, method="faiss")
+    assert fv.shape == (6000, 10) and fi.shape == (6000, 10)
+    assert fv.dtype == x.dtype and fi.dtype == torch.long
+    assert bool((fi >= 0).all()) and bool((fi < 6000).all())
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(fi, ei))
+    assert hits / ei.numel() >= 0.9
+    torch.testing.assert_close(fv.double(), true_cosine(x, fi), atol=1e-5, rtol=0)
+    assert_canonical_rows(fv, fi)
+    has_self = (fi == torch.arange(6000).unsqueeze(1)).any(1)
+    if include_self:
+        assert bool(has_self.float().mean() > 0.99)
+    else:
+        assert not bool(has_self.any())
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_knn_faiss_small_n_is_exact(include_self):
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 12, generator=g, dtype=torch.float64)
+    x[7] = 0.0  # all-zero row: similarity 0 with everything, lowest ids win
+    ev, ei = knn_topk(x, 6, include_self=include_self)
+    fv, fi = knn_topk(x, 6, include_self=include_self, method="faiss")
+    assert torch.equal(fi, ei)
+    assert fv.dtype == torch.float64
+    torch.testing.assert_close(fv, ev, atol=1e-5, rtol=0)
+    assert torch.equal(fv[7], torch.zeros(6, dtype=torch.float64))
+    # k clamped as in the exact path
+    v, i = knn_topk(x[:4], 10, include_self=include_self, method="faiss")
+    assert i.shape == (4, 4 if include_self else 3)
+
+
+def test_knn_faiss_completes_rows_with_too_few_candidates(monkeypatch):
+    pytest.importorskip("faiss")
+    import mmgraph.graph.knn as knn_mod
+    calls = []
+    exact_rows = knn_mod._exact_rows
+
+    def spy(xn, rows, *args):
+        calls.append(rows.numel())
+        return exact_rows(xn, rows, *args)
+
+    monkeypatch.setattr(knn_mod, "_exact_rows", spy)
+    x = clustered_features(4200, 16, 30, 1.0, seed=3)  # 107 lists of ~39 rows
+    k = 40
+    fv, fi = knn_topk(x, k, include_self=False, method="faiss", nprobe=1)
+    assert len(calls) == 1 and 0 < calls[0] < 4200  # some rows, not all, completed exactly
+    assert fv.shape == (4200, k) and fi.shape == (4200, k)
+    assert bool((fi >= 0).all())
+    assert not bool((fi == torch.arange(4200).unsqueeze(1)).any())
+    assert all(len(set(r.tolist())) == k for r in fi[:200])
+    torch.testing.assert_close(fv.double(), true_cosine(x, fi), atol=1e-5, rtol=0)
+    assert_canonical_rows(fv, fi)
+
+
+def test_knn_faiss_deterministic():
+    pytest.importorskip("faiss")
+    x = clustered_features(5000, 16, 40, 1.0, seed=4)
+    a = knn_topk(x, 8, method="faiss", nprobe=4)
+    b = knn_topk(x, 8, method="faiss", nprobe=4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_knn_method_errors(monkeypatch):
+    import sys
+    x = torch.randn(10, 4)
+    with pytest.raises(ValueError, match=r"unknown kNN method 'annoy'.*exact.*faiss"):
+        knn_topk(x, 3, method="annoy")
+    with pytest.raises(ValueError, match="nprobe"):
+        knn_topk(x, 3, method="faiss", nprobe=0)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss fails
+    with pytest.raises(ImportError, match=r"pip install 'mmgraph\[ann\]'"):
+        knn_topk(x, 3, method="faiss")
+    with pytest.raises(ImportError, match="faiss-cpu"):
+        knn_graph(x, 3, method="faiss")
+    knn_topk(x, 3)  # the exact path needs no faiss
+
+
+def test_modality_knn_graph_faiss_and_freedom():
+    pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(2)
+    feats = {"image": torch.rand(7, 12, generator=g), "text": torch.randn(7, 5, generator=g)}
+    data = make_data(feats=feats)
+    exact = modality_knn_graph(data, {"image": 0.1, "text": 0.9}, k=3)
+    approx = modality_knn_graph(data, {"image": 0.1, "text": 0.9}, k=3, method="faiss")
+    assert approx is not exact  # method is part of the cache key
+    assert modality_knn_graph(data, "image", k=3, method="faiss") is not \
+        modality_knn_graph(data, "image", k=3)
+    assert modality_knn_graph(data, "image", k=3, method="faiss") is \
+        modality_knn_graph(data, "image", k=3, method="faiss")
+    assert modality_knn_graph(data, "image", k=3, method="faiss", nprobe=2) is not \
+        modality_knn_graph(data, "image", k=3, method="faiss")
+    torch.testing.assert_close(approx.to_dense(), exact.to_dense())  # small n: exact index
+
+    from mmgraph.data import load_dataset
+    from mmgraph.models import FREEDOM, FREEDOMConfig
+    data = load_dataset("synthetic:tiny")
+    m_faiss = FREEDOM(data, FREEDOMConfig(knn_k=5, knn_method="faiss"))
+    m_exact = FREEDOM(data, FREEDOMConfig(knn_k=5))
+    a, b = m_faiss.graph("item_adj"), m_exact.graph("item_adj")
+    assert a is not b and a.size == b.size == (200, 200)
+    torch.testing.assert_close(a.to_dense(), b.to_dense(), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="knn_method must be one of"):
+        FREEDOMConfig(knn_method="hnsw")

@@ -164,3 +164,26 @@ def test_custom_user_model_trains(tiny):
     torch.manual_seed(0)
     res = Trainer(Mine(tiny), tiny, _cfg(epochs=3)).fit()
     assert math.isfinite(res.history[-1]["loss"]) and res.test
+
+
+def test_resume_from_checkpoint_predating_new_config_fields(tiny, tmp_path):
+    """A field added to a config class after a checkpoint was written is accepted at
+    its default (old run folders keep working) and refused at any other value."""
+    from mmgraph.train.checkpoint import atomic_save, load_checkpoint
+    torch.manual_seed(0)
+    Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny, _cfg(tmp_path, epochs=1)).fit()
+    path = tmp_path / "checkpoint.pt"
+    ckpt = load_checkpoint(path)
+    del ckpt["model_key"]["config"]["reg_weight"]      # as if written before these fields existed
+    del ckpt["train_config"]["num_neg"]
+    atomic_save(ckpt, path)
+    res = Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                  _cfg(tmp_path, epochs=2, resume=True)).fit()
+    assert res.epochs_run == 2
+    atomic_save(ckpt, path)
+    with pytest.raises(ValueError, match=r"another lightgcn config \(differs in: reg_weight\)"):
+        Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1, reg_weight=0.5)), tiny,
+                _cfg(tmp_path, epochs=2, resume=True)).fit()
+    with pytest.raises(ValueError, match=r"config changed in num_neg \(1 -> 2\)"):
+        Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                _cfg(tmp_path, epochs=2, resume=True, num_neg=2)).fit()

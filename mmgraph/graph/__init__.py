@@ -5,7 +5,8 @@ r"""Graph builders over the project's :class:`~torch_geometric.data.HeteroData`.
 * user-item: :func:`bipartite_adjacency`, :func:`bipartite_adjacency_from_edges`,
   :func:`interaction_matrix`, :func:`bipartite_gcn_norm`,
   :func:`prune_edges_by_degree`;
-* item-item kNN: :func:`knn_topk`, :func:`knn_graph`, :func:`knn_adjacency`,
+* item-item kNN (exact, or approximate with faiss: ``method=``, :data:`KNN_METHODS`):
+  :func:`knn_topk`, :func:`knn_graph`, :func:`knn_adjacency`,
   :func:`modality_knn_graph`, :func:`mix_adjacency`;
 * co-occurrence / interest: :func:`cooccurrence_graph`, :func:`user_interest_graph`,
   :func:`user_profiles`.
@@ -15,8 +16,8 @@ from .bipartite import (bipartite_adjacency, bipartite_adjacency_from_edges, bip
                         interaction_matrix, interaction_matrix_from_edges, prune_edges_by_degree)
 from .cooccurrence import (cooccurrence_graph, cooccurrence_graph_from_edges, cooccurrence_topk,
                            user_interest_graph, user_profiles)
-from .knn import (default_chunk_size, knn_adjacency, knn_graph, knn_topk, modality_knn_graph,
-                  normalize_edge_weight)
+from .knn import (KNN_METHODS, default_chunk_size, faiss_nlist, knn_adjacency, knn_graph,
+                  knn_topk, modality_knn_graph, normalize_edge_weight)
 from .sparse import SparseAdj, mix_adjacency
 
 __all__ = [
@@ -24,7 +25,7 @@ __all__ = [
     "bipartite_adjacency", "bipartite_adjacency_from_edges", "interaction_matrix",
     "interaction_matrix_from_edges", "bipartite_gcn_norm", "prune_edges_by_degree",
     "knn_topk", "knn_graph", "knn_adjacency", "modality_knn_graph", "normalize_edge_weight",
-    "default_chunk_size",
+    "default_chunk_size", "faiss_nlist", "KNN_METHODS",
     "cooccurrence_graph", "cooccurrence_graph_from_edges", "cooccurrence_topk",
     "user_interest_graph", "user_profiles",
     "clear_cache",

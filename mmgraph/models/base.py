@@ -131,6 +131,10 @@ class Recommender(torch.nn.Module):
     def on_epoch_start(self, epoch: int) -> None:
         """Hook for per-epoch work (e.g. FREEDOM's edge pruning). Default: none."""
 
+    def config_defaults(self) -> dict[str, Any]:
+        """The defaults of this model's config class (for checkpoint checks)."""
+        return dataclasses.asdict(type(self.config)())
+
     def extra_state_key(self) -> dict[str, Any]:
         """What identifies this model for checkpoints: name, config, sizes."""
         return {"model": self.name, "config": dataclasses.asdict(self.config),

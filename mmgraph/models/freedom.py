@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names, split_edge_index
-from ..graph import (bipartite_adjacency, bipartite_adjacency_from_edges, modality_knn_graph,
-                     prune_edges_by_degree)
+from ..graph import (KNN_METHODS, bipartite_adjacency, bipartite_adjacency_from_edges,
+                     modality_knn_graph, prune_edges_by_degree)
 from ..losses import bpr_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
@@ -32,6 +32,9 @@ class FREEDOMConfig(ModelConfig):
     Attributes:
         embedding_dim: ``d`` of the ID embeddings and projected features (64).
         knn_k: neighbours per item in the frozen modality kNN graphs (10).
+        knn_method: how those graphs are built: ``'exact'`` (default) or
+            ``'faiss'`` (approximate, the ``ann`` extra, for millions of
+            items); see :func:`~mmgraph.graph.knn_topk`.
         mm_image_weight: weight of the image graph in the mix; the other
             modalities share ``1 - mm_image_weight`` (0.1, so text gets 0.9).
         modality_weights: explicit ``{modality: weight}`` mix (overrides
@@ -51,6 +54,7 @@ class FREEDOMConfig(ModelConfig):
     """
     embedding_dim: int = 64
     knn_k: int = 10
+    knn_method: str = "exact"
     mm_image_weight: float = 0.1
     modality_weights: Optional[dict[str, float]] = None
     num_mm_layers: int = 1
@@ -77,6 +81,8 @@ class FREEDOMConfig(ModelConfig):
             raise ValueError(f"mm_image_weight must be in [0, 1], got {self.mm_image_weight}")
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
+        if self.knn_method not in KNN_METHODS:
+            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
 
 
 def freedom_modality_weights(modalities, image_weight: float = 0.1,
@@ -172,7 +178,8 @@ class FREEDOM(Recommender):
         self.register_graph("train_edges", split_edge_index(data, "train"))
         self.register_graph("adj", bipartite_adjacency(data))
         self.register_graph("item_adj", modality_knn_graph(
-            data, self.mix_weights, k=cfg.knn_k, normalization="sym"))
+            data, self.mix_weights, k=cfg.knn_k, normalization="sym",
+            method=cfg.knn_method))
         self._pruned = False
         self.reset_parameters()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names, split_edge_index
-from ..graph import (SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
+from ..graph import (KNN_METHODS, SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
                      normalize_edge_weight)
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
@@ -37,6 +37,11 @@ class LATTICEConfig(ModelConfig):
         feat_embed_dim: size of the projected features the learned graph is
             built from (64).
         knn_k: neighbours per item, in the frozen and the learned graphs (10).
+        knn_method: how the frozen modality graphs are built: ``'exact'``
+            (default) or ``'faiss'`` (approximate, the ``ann`` extra, for
+            millions of items); see :func:`~mmgraph.graph.knn_topk`. The
+            learned graph (small projected features, rebuilt in training)
+            is always exact.
         lambda_coeff: skip-connection weight :math:`\lambda` of the frozen
             graph, ``S = (1 - lambda) S_learned + lambda S_frozen`` (0.9).
         num_item_layers: propagation steps over the item-item graph (1).
@@ -61,6 +66,7 @@ class LATTICEConfig(ModelConfig):
     embedding_dim: int = 64
     feat_embed_dim: int = 64
     knn_k: int = 10
+    knn_method: str = "exact"
     lambda_coeff: float = 0.9
     num_item_layers: int = 1
     num_ui_layers: int = 2
@@ -88,6 +94,8 @@ class LATTICEConfig(ModelConfig):
             raise ValueError(f"ui_adjacency must be one of {UI_ADJACENCIES}, got {self.ui_adjacency!r}")
         if self.graph_update not in GRAPH_UPDATES:
             raise ValueError(f"graph_update must be one of {GRAPH_UPDATES}, got {self.graph_update!r}")
+        if self.knn_method not in KNN_METHODS:
+            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
 
 
 def mean_bipartite_adjacency(data) -> SparseAdj:
@@ -194,7 +202,7 @@ class LATTICE(Recommender):
         for m in names:
             self.register_graph(f"frozen_{m}", modality_knn_graph(
                 data, m, k=cfg.knn_k, normalization="sym", weighted=True, store=False,
-                chunk_size=cfg.knn_chunk_size))
+                chunk_size=cfg.knn_chunk_size, method=cfg.knn_method))
         self._stale = True
         self.reset_parameters()
 

@@ -6,15 +6,15 @@ an independent implementation on mmgraph's graphs, layers and losses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
-from typing import Mapping, Optional, Sequence
+from typing import Mapping, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names
-from ..graph import bipartite_adjacency, interaction_matrix, modality_knn_graph
+from ..graph import KNN_METHODS, bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import info_nce, mmd_loss
 from ..nn.dream import DREAM
 from ..nn.conv import ItemItemConv
@@ -35,6 +35,9 @@ class MambaRecConfig(ModelConfig):
         num_item_layers: propagation layers over each modality's item-item
             kNN graph (1).
         knn_k: neighbours per item in the modality kNN graphs (10).
+        knn_method: how those graphs are built: ``'exact'`` (default) or
+            ``'faiss'`` (approximate, the ``ann`` extra, for millions of
+            items); see :func:`~mmgraph.graph.knn_topk`.
         knn_normalization: normalisation of the kNN graphs (``'sym'``).
         knn_weighted: edge weights are the cosine similarities before the
             normalisation (``True``, the authors' ``build_knn_normalized_graph``
@@ -70,6 +73,7 @@ class MambaRecConfig(ModelConfig):
     num_ui_layers: int = 4
     num_item_layers: int = 1
     knn_k: int = 10
+    knn_method: str = "exact"
     knn_normalization: str = "sym"
     knn_weighted: bool = True
     reduction: Optional[int | Mapping[str, Optional[int]]] = 8
@@ -106,6 +110,8 @@ class MambaRecConfig(ModelConfig):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if min(self.reg_weight, self.cl_weight, self.mmd_weight) < 0:
             raise ValueError("reg_weight, cl_weight and mmd_weight must be >= 0")
+        if self.knn_method not in KNN_METHODS:
+            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
 
 
 def _reduction_for(cfg: MambaRecConfig, modality: str, in_dim: int) -> Optional[int]:
@@ -235,7 +241,7 @@ class MambaRec(Recommender):
         for m in names:
             self.register_graph(f"knn_{m}", modality_knn_graph(
                 data, m, k=cfg.knn_k, normalization=cfg.knn_normalization,
-                weighted=cfg.knn_weighted))
+                weighted=cfg.knn_weighted, method=cfg.knn_method))
         self.reset_parameters()
 
     # ---------------------------------------------------------------- params

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features
-from ..graph import bipartite_adjacency, interaction_matrix, modality_knn_graph
+from ..graph import KNN_METHODS, bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import bpr_loss, info_nce, l2_reg
 from ..nn import ItemItemConv, LightGCNEncoder
 from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate
@@ -53,6 +53,9 @@ class MGCNConfig(ModelConfig):
         num_ui_layers: LightGCN layers of the user-item view (``n_ui_layers`` 2).
         num_mm_layers: item-item propagation steps (``n_layers`` 1).
         knn_k: neighbours of the modality kNN graphs (10).
+        knn_method: how those graphs are built: ``'exact'`` (default) or
+            ``'faiss'`` (approximate, the ``ann`` extra, for millions of
+            items); see :func:`~mmgraph.graph.knn_topk`.
         cl_weight: weight of the contrastive loss (``cl_loss``; MMRec grid
             ``[0.001, 0.01, 0.1]``, authors' Baby setting 0.01).
         cl_temperature: InfoNCE temperature (0.2 in the code).
@@ -65,6 +68,7 @@ class MGCNConfig(ModelConfig):
     num_ui_layers: int = 2
     num_mm_layers: int = 1
     knn_k: int = 10
+    knn_method: str = "exact"
     cl_weight: float = 0.01
     cl_temperature: float = 0.2
     train_features: bool = True
@@ -89,6 +93,8 @@ class MGCN(Recommender):
             raise ValueError("num_ui_layers and num_mm_layers must be >= 0")
         if cfg.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {cfg.knn_k}")
+        if cfg.knn_method not in KNN_METHODS:
+            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {cfg.knn_method!r}")
         feats = modality_features(data)
         if not feats:
             raise ValueError("MGCN needs at least one item modality (data['item'].x_<name>)")
@@ -106,7 +112,8 @@ class MGCN(Recommender):
         self.register_graph("r", interaction_matrix(data, "sym"))
         for m in feats:
             self.register_graph(f"knn_{m}", modality_knn_graph(
-                data, m, k=cfg.knn_k, normalization="sym", weighted=True, store=False))
+                data, m, k=cfg.knn_k, normalization="sym", weighted=True, store=False,
+                method=cfg.knn_method))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

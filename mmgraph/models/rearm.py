@@ -104,8 +104,8 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import ITEM, USER, feature_key, modality_names
-from ..graph import (SparseAdj, bipartite_adjacency, cooccurrence_graph, mix_adjacency,
-                     modality_knn_graph, user_interest_graph, user_profiles)
+from ..graph import (KNN_METHODS, SparseAdj, bipartite_adjacency, cooccurrence_graph,
+                     mix_adjacency, modality_knn_graph, user_interest_graph, user_profiles)
 from ..losses import bpr_loss, info_nce, l2_reg, orthogonal_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
@@ -141,6 +141,10 @@ class REARMConfig(ModelConfig):
             interest graphs [user_knn_k 40; num_user_co = user_knn_k].
         item_knn_k: neighbours per item in the item co-occurrence and
             modality graphs [item_knn_k 10; num_item_co = item_knn_k].
+        knn_method: how the item modality kNN graphs are built: ``'exact'``
+            (default) or ``'faiss'`` (approximate, the ``ann`` extra, for
+            millions of items); see :func:`~mmgraph.graph.knn_topk`. The
+            user interest graphs are always exact.
         n_ii_layers: item-item propagation layers [n_ii_layers 1].
         n_uu_layers: user-user propagation layers [n_uu_layers 1].
         cl_tmp: InfoNCE temperature [cl_tmp 0.6].
@@ -179,6 +183,7 @@ class REARMConfig(ModelConfig):
     m_drop: float = 0.6
     user_knn_k: int = 40
     item_knn_k: int = 10
+    knn_method: str = "exact"
     n_ii_layers: int = 1
     n_uu_layers: int = 1
     cl_tmp: float = 0.6
@@ -219,6 +224,8 @@ class REARMConfig(ModelConfig):
         if self.meta_gradient not in META_GRADIENTS:
             raise ValueError(f"meta_gradient must be one of {META_GRADIENTS}, "
                              f"got {self.meta_gradient!r}")
+        if self.knn_method not in KNN_METHODS:
+            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
 
 
 # --------------------------------------------------------------------------- blocks
@@ -468,7 +475,7 @@ def build_homography_graphs(data: HeteroData, config: REARMConfig,
                     continue
                 if side == "item":
                     sims[m] = modality_knn_graph(data, m, k, normalization=norm, store=False,
-                                                 weighted=weighted)
+                                                 weighted=weighted, method=config.knn_method)
                 else:
                     sims[m] = user_interest_graph(data, m, k, normalization=norm, store=False,
                                                   weighted=weighted)

@@ -52,15 +52,24 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def check_compatible(ckpt: dict[str, Any], model_key: dict[str, Any],
-                     data_sig: dict[str, Any], path: str | os.PathLike) -> None:
-    """Raise a clear error if a checkpoint belongs to another model or dataset."""
+                     data_sig: dict[str, Any], path: str | os.PathLike,
+                     config_defaults: dict[str, Any] | None = None) -> None:
+    """Raise a clear error if a checkpoint belongs to another model or dataset.
+
+    ``config_defaults`` (the model config class's defaults): a config field
+    that the checkpoint does not have (added to the class after it was
+    written) is accepted when the model uses that field's default.
+    """
     saved = ckpt["model_key"]
     if saved["model"] != model_key["model"]:
         raise ValueError(f"checkpoint {path} is for model {saved['model']!r}, "
                          f"not {model_key['model']!r}")
-    if saved["config"] != model_key["config"]:
-        diff = sorted(k for k in set(saved["config"]) | set(model_key["config"])
-                      if saved["config"].get(k) != model_key["config"].get(k))
+    defaults = config_defaults or {}
+    current = {k: v for k, v in model_key["config"].items()
+               if k in saved["config"] or k not in defaults or v != defaults[k]}
+    if saved["config"] != current:
+        diff = sorted(k for k in set(saved["config"]) | set(current)
+                      if saved["config"].get(k) != current.get(k))
         raise ValueError(f"checkpoint {path} was trained with another {saved['model']} config "
                          f"(differs in: {', '.join(diff)})")
     if ckpt.get("data_signature") != data_sig:

@@ -243,13 +243,18 @@ class Trainer:
             if ckpt_path is None:
                 raise ValueError("resume=True needs out_dir (where checkpoint.pt is)")
             ckpt = load_checkpoint(ckpt_path)
-            check_compatible(ckpt, model.extra_state_key(), data_sig, ckpt_path)
+            check_compatible(ckpt, model.extra_state_key(), data_sig, ckpt_path,
+                             model.config_defaults())
             saved = ckpt["train_config"]
             now = dataclasses.asdict(cfg)
-            changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+            # a field the checkpoint predates counts as unchanged at its default
+            defaults = dataclasses.asdict(TrainConfig())
+            changed = sorted(k for k in now if k not in RESUMABLE_CHANGES
+                             and saved.get(k, defaults.get(k)) != now[k])
             if changed:
                 raise ValueError(f"cannot resume from {ckpt_path}: the training config changed in "
-                                 + ", ".join(f"{k} ({saved.get(k)!r} -> {now[k]!r})" for k in changed))
+                                 + ", ".join(f"{k} ({saved.get(k, defaults.get(k))!r} -> {now[k]!r})"
+                                            for k in changed))
             model.load_state_dict(ckpt["model_state"])
             opt.load_state_dict(ckpt["optimizer"])
             sched.load_state_dict(ckpt["scheduler"])
