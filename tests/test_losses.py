@@ -239,3 +239,24 @@ def test_pool_info_nce_errors():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward through the same graph twice"):
         loss.backward()
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_pool_info_nce_factored_pool_equals_dense(reduction):
+    from mmgraph.losses import pool_info_nce
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(6, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    left = torch.randn(13, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    right = torch.randn(3, 8, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([0, 12, 5, 5, 7, 1])
+    got = pool_info_nce(a, (left, right), ids, 0.2, reduction)
+    g_got = torch.autograd.grad(got, (a, left, right))
+    want = _pool_nce_reference(a, left @ right, ids, 0.2, reduction)
+    g_want = torch.autograd.grad(want, (a, left, right))
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+    for x, y in zip(g_got, g_want):
+        assert torch.allclose(x, y, atol=1e-10)
+    with pytest.raises(ValueError, match=r"factored pool must be \(L \[N, r\], R \[r, d\]\)"):
+        pool_info_nce(a, (left, right.t()), ids)
+    with pytest.raises(ValueError, match=r"anchor \[B, d\] and pool \[N, d\], got \(6, 8\) and \(13, 9\)"):
+        pool_info_nce(a, (left, torch.randn(3, 9, dtype=torch.float64)), ids)

@@ -29,7 +29,9 @@ with dropout ``1 - keep_rate``; per hypergraph layer
 **Loss.** BPR + ``cl_weight`` x hypergraph contrastive loss (for each pair of
 modalities, user and item hypergraph embeddings of the batch are contrasted
 against *all* users / items, temperature ``tau``, summed over the batch;
-:func:`~mmgraph.losses.pool_info_nce`) +
+:func:`~mmgraph.losses.pool_info_nce`, with the pool in factored form: the
+hypergraph embeddings :math:`\mathbf H\boldsymbol\Lambda` have rank ``num_hyperedges``,
+so the ``[B, N]`` logits cost a rank-``H`` product instead of a rank-``d`` one) +
 ``reg_weight`` x :func:`~mmgraph.losses.l2_reg` (MMRec's unsquared form) of
 the batch's final embeddings.
 
@@ -91,7 +93,8 @@ class LGMRec(Recommender):
     modalities (the contrastive loss needs ``M >= 2``).
 
     Shapes: ``forward() -> Embeddings(user [U, d], item [I, d],
-    extra={'hyper_user': [M, U, d], 'hyper_item': [M, I, d]})``.
+    extra={'hyper_user': [M, U, d], 'hyper_item': [M, I, d], 'hyper_factors': M x (H_U [U, H],
+    H_I [I, H], Lambda [H, d])})``.
     """
     name = "lgmrec"
     config_class = LGMRecConfig
@@ -170,7 +173,7 @@ class LGMRec(Recommender):
         g = torch.cat([gu, gi], dim=0).view(n_u + self.num_items, len(feats), cfg.feat_embed_dim)
         local = torch.cat([cu, ci], dim=0) + F.normalize(g, dim=-1).sum(1)
         # global hypergraph view
-        hyper_u, hyper_i = [], []
+        hyper_u, hyper_i, factors = [], [], []
         for t in xw:
             logits_i = t[:, k:]                                  # [I, H]
             logits_u = r.matmul(logits_i)                        # [U, H]
@@ -183,10 +186,12 @@ class LGMRec(Recommender):
                 z_u = h_u @ lat
             hyper_u.append(z_u)
             hyper_i.append(z_i)
+            factors.append((h_u, h_i, lat))                      # z_u = h_u lat, z_i = h_i lat
         hu, hi = torch.stack(hyper_u), torch.stack(hyper_i)      # [M, U, d], [M, I, d]
         glob = torch.cat([hu.sum(0), hi.sum(0)], dim=0)
         final = local + cfg.alpha * F.normalize(glob, dim=-1)
-        return Embeddings(final[:n_u], final[n_u:], {"hyper_user": hu, "hyper_item": hi})
+        return Embeddings(final[:n_u], final[n_u:], {"hyper_user": hu, "hyper_item": hi,
+                                                     "hyper_factors": factors})
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
         cfg = self.config
@@ -197,12 +202,15 @@ class LGMRec(Recommender):
         pos_s = (u * p).sum(-1)
         neg_s = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
         hu, hi = out.extra["hyper_user"], out.extra["hyper_item"]
+        fac = out.extra["hyper_factors"]
         cl = u.new_zeros(())
         n_mod = hu.size(0)
         for a in range(n_mod):
             for b in range(a + 1, n_mod):
-                cl = cl + pool_info_nce(hu[a][users], hu[b], users, cfg.tau)
-                cl = cl + pool_info_nce(hi[a][pos], hi[b], pos, cfg.tau)
+                # the pools z = H Lambda have rank num_hyperedges: factored logits
+                h_u, h_i, lat = fac[b]
+                cl = cl + pool_info_nce(hu[a][users], (h_u, lat), users, cfg.tau)
+                cl = cl + pool_info_nce(hi[a][pos], (h_i, lat), pos, cfg.tau)
         reg = l2_reg(u, p, n, batch_size=users.numel(), squared=False)
         return {"bpr": bpr_loss(pos_s, neg_s), "cl": cfg.cl_weight * cl,
                 "reg": cfg.reg_weight * reg}
