@@ -16,7 +16,7 @@ from .bipartite import (bipartite_adjacency, bipartite_adjacency_from_edges, bip
                         interaction_matrix, interaction_matrix_from_edges, prune_edges_by_degree)
 from .cooccurrence import (cooccurrence_graph, cooccurrence_graph_from_edges, cooccurrence_topk,
                            user_interest_graph, user_profiles)
-from .knn import (KNN_METHODS, default_chunk_size, faiss_nlist, knn_adjacency, knn_graph,
+from .knn import (KNN_METHODS, check_knn_method, default_chunk_size, faiss_nlist, knn_adjacency, knn_graph,
                   knn_topk, modality_knn_graph, normalize_edge_weight)
 from .sparse import SparseAdj, mix_adjacency
 
@@ -25,7 +25,7 @@ __all__ = [
     "bipartite_adjacency", "bipartite_adjacency_from_edges", "interaction_matrix",
     "interaction_matrix_from_edges", "bipartite_gcn_norm", "prune_edges_by_degree",
     "knn_topk", "knn_graph", "knn_adjacency", "modality_knn_graph", "normalize_edge_weight",
-    "default_chunk_size", "faiss_nlist", "KNN_METHODS",
+    "default_chunk_size", "faiss_nlist", "KNN_METHODS", "check_knn_method",
     "cooccurrence_graph", "cooccurrence_graph_from_edges", "cooccurrence_topk",
     "user_interest_graph", "user_profiles",
     "clear_cache",

@@ -164,6 +164,13 @@ def _canonical_order(vals: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     return vals.gather(1, order), idx.gather(1, order)
 
 
+def check_knn_method(method: str, name: str = "method") -> str:
+    """``method`` if it is one of :data:`KNN_METHODS`, else a ``ValueError`` naming ``name``."""
+    if method not in KNN_METHODS:
+        raise ValueError(f"{name} must be one of {KNN_METHODS}, got {method!r}")
+    return method
+
+
 def faiss_nlist(n: int) -> int:
     """Inverted lists of the ``method='faiss'`` index for ``n`` rows.
 
@@ -300,8 +307,7 @@ def knn_topk(x: Tensor, k: int = 10, *, chunk_size: Optional[int] = None,
         ValueError: unknown ``method``, bad shapes / values.
         ImportError: ``method='faiss'`` without faiss installed.
     """
-    if method not in KNN_METHODS:
-        raise ValueError(f"unknown kNN method {method!r}; expected one of {KNN_METHODS}")
+    check_knn_method(method)
     if nprobe is not None and nprobe < 1:
         raise ValueError(f"nprobe must be >= 1, got {nprobe}")
     if method == "faiss":
@@ -505,6 +511,6 @@ def modality_knn_graph(data: HeteroData, modality: str | Mapping[str, float] | S
     return adj
 
 
-__all__ = ["knn_topk", "knn_graph", "knn_adjacency", "normalize_edge_weight",
+__all__ = ["check_knn_method", "knn_topk", "knn_graph", "knn_adjacency", "normalize_edge_weight",
            "modality_knn_graph", "default_chunk_size", "faiss_nlist", "DEFAULT_BLOCK_BYTES",
            "KNN_METHODS"]

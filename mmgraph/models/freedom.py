@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names, split_edge_index
-from ..graph import (KNN_METHODS, bipartite_adjacency, bipartite_adjacency_from_edges,
+from ..graph import (check_knn_method, bipartite_adjacency, bipartite_adjacency_from_edges,
                      modality_knn_graph, prune_edges_by_degree)
 from ..losses import bpr_loss
 from ..nn.conv import ItemItemConv
@@ -81,8 +81,7 @@ class FREEDOMConfig(ModelConfig):
             raise ValueError(f"mm_image_weight must be in [0, 1], got {self.mm_image_weight}")
         if self.reg_weight < 0:
             raise ValueError(f"reg_weight must be >= 0, got {self.reg_weight}")
-        if self.knn_method not in KNN_METHODS:
-            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
+        check_knn_method(self.knn_method, "knn_method")
 
 
 def freedom_modality_weights(modalities, image_weight: float = 0.1,

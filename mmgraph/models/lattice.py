@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names, split_edge_index
-from ..graph import (KNN_METHODS, SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
+from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
                      normalize_edge_weight)
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
@@ -94,8 +94,7 @@ class LATTICEConfig(ModelConfig):
             raise ValueError(f"ui_adjacency must be one of {UI_ADJACENCIES}, got {self.ui_adjacency!r}")
         if self.graph_update not in GRAPH_UPDATES:
             raise ValueError(f"graph_update must be one of {GRAPH_UPDATES}, got {self.graph_update!r}")
-        if self.knn_method not in KNN_METHODS:
-            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
+        check_knn_method(self.knn_method, "knn_method")
 
 
 def mean_bipartite_adjacency(data) -> SparseAdj:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features, modality_names
-from ..graph import KNN_METHODS, bipartite_adjacency, interaction_matrix, modality_knn_graph
+from ..graph import check_knn_method, bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import info_nce, mmd_loss
 from ..nn.dream import DREAM
 from ..nn.conv import ItemItemConv
@@ -110,8 +110,7 @@ class MambaRecConfig(ModelConfig):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if min(self.reg_weight, self.cl_weight, self.mmd_weight) < 0:
             raise ValueError("reg_weight, cl_weight and mmd_weight must be >= 0")
-        if self.knn_method not in KNN_METHODS:
-            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
+        check_knn_method(self.knn_method, "knn_method")
 
 
 def _reduction_for(cfg: MambaRecConfig, modality: str, in_dim: int) -> Optional[int]:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.hetero import modality_features
-from ..graph import KNN_METHODS, bipartite_adjacency, interaction_matrix, modality_knn_graph
+from ..graph import check_knn_method, bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import bpr_loss, info_nce, l2_reg
 from ..nn import ItemItemConv, LightGCNEncoder
 from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate
@@ -93,8 +93,7 @@ class MGCN(Recommender):
             raise ValueError("num_ui_layers and num_mm_layers must be >= 0")
         if cfg.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {cfg.knn_k}")
-        if cfg.knn_method not in KNN_METHODS:
-            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {cfg.knn_method!r}")
+        check_knn_method(cfg.knn_method, "knn_method")
         feats = modality_features(data)
         if not feats:
             raise ValueError("MGCN needs at least one item modality (data['item'].x_<name>)")

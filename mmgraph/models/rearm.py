@@ -104,7 +104,7 @@ from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import ITEM, USER, feature_key, modality_names
-from ..graph import (KNN_METHODS, SparseAdj, bipartite_adjacency, cooccurrence_graph,
+from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, cooccurrence_graph,
                      mix_adjacency, modality_knn_graph, user_interest_graph, user_profiles)
 from ..losses import bpr_loss, info_nce, l2_reg, orthogonal_loss
 from ..nn.conv import ItemItemConv
@@ -224,8 +224,7 @@ class REARMConfig(ModelConfig):
         if self.meta_gradient not in META_GRADIENTS:
             raise ValueError(f"meta_gradient must be one of {META_GRADIENTS}, "
                              f"got {self.meta_gradient!r}")
-        if self.knn_method not in KNN_METHODS:
-            raise ValueError(f"knn_method must be one of {KNN_METHODS}, got {self.knn_method!r}")
+        check_knn_method(self.knn_method, "knn_method")
 
 
 # --------------------------------------------------------------------------- blocks
