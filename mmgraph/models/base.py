@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from ..data.hetero import num_items, num_users
+from ..data.hetero import modality_features, modality_names, num_items, num_users
 from ..losses import bpr_loss, l2_reg
 
 
@@ -139,6 +139,35 @@ class Recommender(torch.nn.Module):
         """What identifies this model for checkpoints: name, config, sizes."""
         return {"model": self.name, "config": dataclasses.asdict(self.config),
                 "num_users": self.num_users, "num_items": self.num_items}
+
+
+def select_modalities(data: HeteroData, requested, model: str,
+                      required: bool = True) -> tuple[list[str], dict[str, Tensor]]:
+    """The modalities a model uses and the data's features ``{name: [I, d_m]}``.
+
+    ``requested``: a config's ``modalities`` (``None``: all of the data's, in
+    the data's order). Raises a ``ValueError`` naming ``model`` for names the
+    data lacks, and, when ``required``, for an empty selection.
+    """
+    feats = modality_features(data)
+    available = modality_names(data)
+    names = list(requested) if requested is not None else available
+    missing = [m for m in names if m not in feats]
+    if missing:
+        raise ValueError(f"{model}: modalities {missing} not in the data (available: {available})")
+    if required and not names:
+        raise ValueError(f"{model} needs at least one item modality feature "
+                         "(data['item'].x_<modality>), found none")
+    return names, feats
+
+
+def project_items(projector, x: Tensor, items: Tensor) -> Tensor:
+    """``projector.project`` of the rows ``items`` of the raw features ``x``
+    ``[I, d_m] -> [len(items), d]``; projects every item and then indexes
+    when the batch covers at least as many rows as the table (cheaper)."""
+    if items.numel() >= x.size(0):
+        return projector.project(x)[items]
+    return projector.project(x[items])
 
 
 def bpr_terms(batch: Batch, user: Tensor, item: Tensor, ego_user: Tensor, ego_item: Tensor,

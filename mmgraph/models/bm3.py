@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.hetero import modality_features, modality_names
 from ..graph import bipartite_adjacency
 from ..losses import l2_reg, neg_cosine
 from ..nn.encoder import LightGCNEncoder
 from ..nn.modality import ModalityFeatures, ModalityProjector
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, register, select_modalities,
+                   project_items)
 
 __all__ = ["BM3", "BM3Config"]
 
@@ -125,12 +125,7 @@ class BM3(Recommender):
         super().__init__(data, config)
         cfg = self.config
         d = cfg.embedding_dim
-        feats = modality_features(data)
-        available = modality_names(data)
-        names = list(cfg.modalities) if cfg.modalities is not None else available
-        missing = [m for m in names if m not in feats]
-        if missing:
-            raise ValueError(f"BM3: modalities {missing} not in the data (available: {available})")
+        names, feats = select_modalities(data, cfg.modalities, "BM3", required=False)
         self.modalities: list[str] = names
 
         self.user_emb = nn.Embedding(self.num_users, d)
@@ -166,11 +161,7 @@ class BM3(Recommender):
     def project(self, m: str, items: Tensor) -> Tensor:
         """Projected features ``[len(items), d]`` of modality ``m`` for ``items``
         (projects every item instead when that is cheaper)."""
-        x = self.modality_feature(m)
-        proj = self.projectors[m]
-        if items.numel() >= x.size(0):
-            return proj.project(x)[items]
-        return proj.project(x[items])
+        return project_items(self.projectors[m], self.modality_feature(m), items)
 
     def forward(self) -> Embeddings:
         e_u, e_i = self.user_emb.weight, self.item_emb.weight

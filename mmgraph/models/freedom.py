@@ -13,14 +13,15 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from ..data.hetero import modality_features, modality_names, split_edge_index
+from ..data.hetero import split_edge_index
 from ..graph import (check_knn_method, bipartite_adjacency, bipartite_adjacency_from_edges,
                      modality_knn_graph, prune_edges_by_degree)
 from ..losses import bpr_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
 from ..nn.modality import ModalityFeatures, ModalityProjector
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, register, select_modalities,
+                   project_items)
 
 __all__ = ["FREEDOM", "FREEDOMConfig", "freedom_modality_weights"]
 
@@ -150,16 +151,7 @@ class FREEDOM(Recommender):
         super().__init__(data, config)
         cfg = self.config
         d = cfg.embedding_dim
-        feats = modality_features(data)
-        available = modality_names(data)
-        names = list(cfg.modalities) if cfg.modalities is not None else available
-        missing = [m for m in names if m not in feats]
-        if missing:
-            raise ValueError(f"FREEDOM: modalities {missing} not in the data "
-                             f"(available: {available})")
-        if not names:
-            raise ValueError("FREEDOM needs at least one item modality feature "
-                             "(data['item'].x_<modality>), found none")
+        names, feats = select_modalities(data, cfg.modalities, "FREEDOM")
         self.modalities: list[str] = names
         self.mix_weights = freedom_modality_weights(names, cfg.mm_image_weight,
                                                     cfg.modality_weights)
@@ -197,11 +189,7 @@ class FREEDOM(Recommender):
     def project(self, m: str, items: Tensor) -> Tensor:
         """Projected features ``[len(items), d]`` of modality ``m`` for ``items``
         (projects every item instead when that is cheaper)."""
-        x = self.modality_feature(m)
-        proj = self.projectors[m]
-        if items.numel() >= x.size(0):
-            return proj.project(x)[items]
-        return proj.project(x[items])
+        return project_items(self.projectors[m], self.modality_feature(m), items)
 
     def prune(self, generator: Optional[torch.Generator] = None) -> None:
         """Draw this epoch's denoised user-item graph (degree-sensitive edge pruning)."""

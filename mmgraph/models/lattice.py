@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.hetero import modality_features, modality_names, split_edge_index
+from ..data.hetero import split_edge_index
 from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
                      normalize_edge_weight)
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
 from ..nn.modality import ModalityFeatures, ModalityProjector
-from .base import Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register,
+                   select_modalities)
 
 __all__ = ["LATTICE", "LATTICEConfig", "mean_bipartite_adjacency"]
 
@@ -173,16 +174,7 @@ class LATTICE(Recommender):
     def __init__(self, data, config: LATTICEConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        feats = modality_features(data)
-        available = modality_names(data)
-        names = list(cfg.modalities) if cfg.modalities is not None else available
-        missing = [m for m in names if m not in feats]
-        if missing:
-            raise ValueError(f"LATTICE: modalities {missing} not in the data "
-                             f"(available: {available})")
-        if not names:
-            raise ValueError("LATTICE needs at least one item modality feature "
-                             "(data['item'].x_<modality>), found none")
+        names, feats = select_modalities(data, cfg.modalities, "LATTICE")
         self.modalities: list[str] = names
 
         self.user_emb = nn.Embedding(self.num_users, cfg.embedding_dim)

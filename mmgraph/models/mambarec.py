@@ -13,14 +13,14 @@ from typing import Mapping, Optional
 import torch
 from torch import Tensor, nn
 
-from ..data.hetero import modality_features, modality_names
 from ..graph import check_knn_method, bipartite_adjacency, interaction_matrix, modality_knn_graph
 from ..losses import info_nce, mmd_loss
 from ..nn.dream import DREAM
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
 from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate, ModalityProjector
-from .base import Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, bpr_terms, register,
+                   select_modalities)
 
 __all__ = ["MambaRec", "MambaRecConfig"]
 
@@ -197,16 +197,7 @@ class MambaRec(Recommender):
         super().__init__(data, config)
         cfg = self.config
         d = cfg.embedding_dim
-        feats = modality_features(data)
-        available = modality_names(data)
-        names = list(cfg.modalities) if cfg.modalities is not None else available
-        missing = [m for m in names if m not in feats]
-        if missing:
-            raise ValueError(f"MambaRec: modalities {missing} not in the data "
-                             f"(available: {available})")
-        if not names:
-            raise ValueError("MambaRec needs at least one item modality feature "
-                             "(data['item'].x_<modality>), found none")
+        names, feats = select_modalities(data, cfg.modalities, "MambaRec")
         bad = [m for m in names if not m.isidentifier()]
         if bad:
             raise ValueError(f"MambaRec: modality names must be identifiers (they name "

@@ -12,9 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ..data.hetero import modality_features, modality_names
 from ..losses import bpr_loss, l2_reg
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import Batch, Embeddings, ModelConfig, Recommender, register, select_modalities
 
 __all__ = ["VBPR", "VBPRConfig"]
 
@@ -80,15 +79,7 @@ class VBPR(Recommender):
         super().__init__(data, config)
         cfg = self.config
         d = cfg.embedding_dim
-        feats = modality_features(data)
-        available = modality_names(data)
-        names = list(cfg.modalities) if cfg.modalities is not None else available
-        missing = [m for m in names if m not in feats]
-        if missing:
-            raise ValueError(f"VBPR: modalities {missing} not in the data (available: {available})")
-        if not names:
-            raise ValueError("VBPR needs at least one item modality feature "
-                             "(data['item'].x_<modality>), found none")
+        names, feats = select_modalities(data, cfg.modalities, "VBPR")
         self.modalities: list[str] = names
         # Frozen content features, rebuilt from the data (not in the state_dict).
         self.register_buffer("content", torch.cat([feats[m].float() for m in names], dim=1),
