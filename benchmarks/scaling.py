@@ -46,7 +46,8 @@ the interactions only. ``--quick`` (about 2 minutes: sizes ``20k`` and
 smoke test of the pipeline, not a measurement of the real feature cost.
 
 Writes ``benchmarks/scaling_epoch.png`` (epoch seconds and peak memory vs
-training interactions), ``benchmarks/scaling_eval.png`` (evaluation
+training interactions; ``_quick`` / ``_cuda`` in the name for those runs),
+``benchmarks/scaling_eval.png`` (evaluation
 seconds vs users x items) and a section of ``benchmarks/RESULTS.md``.
 """
 from __future__ import annotations
@@ -274,7 +275,8 @@ def table(rows: list[dict], device: str) -> str:
     return "\n".join(lines)
 
 
-def plots(rows: list[dict], device: str) -> list[Path]:
+def plots(rows: list[dict], device: str, tag: str = "") -> list[Path]:
+    """``scaling_epoch{tag}.png`` and ``scaling_eval{tag}.png`` beside this script."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -303,7 +305,7 @@ def plots(rows: list[dict], device: str) -> list[Path]:
         ax.legend()
     fig.suptitle(f"mmgraph scaling ({device})")
     fig.tight_layout()
-    p = HERE / "scaling_epoch.png"
+    p = HERE / f"scaling_epoch{tag}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     out.append(p)
@@ -322,7 +324,7 @@ def plots(rows: list[dict], device: str) -> list[Path]:
     ax.legend()
     ax.set_title(f"full-ranking evaluation ({device})")
     fig.tight_layout()
-    p = HERE / "scaling_eval.png"
+    p = HERE / f"scaling_eval{tag}.png"
     fig.savefig(p, dpi=110)
     plt.close(fig)
     out.append(p)
@@ -416,7 +418,8 @@ def main(argv=None) -> int:
     print(text)
     if not a.no_write:
         shown_rows = rows_path.relative_to(ROOT) if rows_path.is_relative_to(ROOT) else rows_path
-        pngs = plots(rows, a.device)
+        pngs = plots(rows, a.device, ("_quick" if a.quick else "")
+                     + ("_cuda" if a.device.startswith("cuda") else ""))
         feats = (f"multimodal models with {a.image_dim}-d image + {a.text_dim}-d text features"
                  f"{' (reduced for --quick)' if a.quick else ' (the real widths)'}; LightGCN "
                  "without features")
