@@ -6,7 +6,8 @@
 Each script runs as its own subprocess (fresh interpreter, clean memory
 peaks) in this order:
 
-    propagation.py, knn_graph.py, train_epoch.py, mambarec_epoch.py, zoo.py, scaling.py
+    propagation.py, knn_graph.py, train_epoch.py, mmrec_forms.py, mambarec_epoch.py, zoo.py,
+    scaling.py
 
 and rewrites its own ``## ...`` section of ``benchmarks/RESULTS.md`` (through
 ``_common.append_results``); scripts that are not there yet are skipped.
@@ -34,10 +35,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import RESULTS, machine_info  # noqa: E402
 
-SCRIPTS = ("propagation.py", "knn_graph.py", "train_epoch.py", "mambarec_epoch.py", "zoo.py",
-           "scaling.py")
+SCRIPTS = ("propagation.py", "knn_graph.py", "train_epoch.py", "mmrec_forms.py",
+           "mambarec_epoch.py", "zoo.py", "scaling.py")
 #: extra arguments in --quick mode for scripts without a --quick option
 QUICK_FALLBACK = {"train_epoch.py": ["--epochs", "1"],
+                  "mmrec_forms.py": ["--batches", "3"],
                   "mambarec_epoch.py": ["--our-batches", "10", "--ref-batches", "1",
                                         "--mem-batches", "1"]}
 
