@@ -185,8 +185,17 @@ def test_config_validation():
 
 def test_unknown_modality_is_rejected(small):
     for cls in MODEL_CLASSES:
-        with pytest.raises(ValueError, match="audio"):
+        with pytest.raises(ValueError, match=r"modalities \['audio'\] not in the data "
+                                             r"\(available: \['image', 'text'\]\)"):
             cls(small, cls.config_class(modalities=("audio",)))
+
+
+def test_models_that_need_features_reject_an_empty_selection(small):
+    from mmgraph.models.mambarec import MambaRec, MambaRecConfig
+    for cls in (VBPR, FREEDOM, LATTICE, MambaRec):
+        cfg_cls = MambaRecConfig if cls is MambaRec else cls.config_class
+        with pytest.raises(ValueError, match="needs at least one item modality feature"):
+            cls(small, cfg_cls(modalities=()))
 
 
 # ----------------------------------------------------------------------------- BM3
