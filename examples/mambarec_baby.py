@@ -2,6 +2,7 @@
 
     python examples/mambarec_baby.py --data-dir /path/to/mmrec/baby   # real features
     python examples/mambarec_baby.py --fast                           # offline, minutes
+    python examples/mambarec_baby.py                                  # offline, synthetic Baby
 
 ``--data-dir`` takes an MMRec folder (``baby.inter`` + ``image_feat.npy`` +
 ``text_feat.npy``) or the ``train/valid/test.npy`` layout with the same
@@ -9,6 +10,13 @@ feature files. Without one (or without feature files in it) the example says
 so and trains on ``synthetic:baby``: the exact Baby sizes, with image and
 text features that carry a planted signal (``--fast``: ``synthetic:baby_small``,
 the same shape on 1/5 of the users and items).
+
+Early stopping: the paper's patience (10 evaluations) on real data. On the
+synthetic fallback the planted content signal already gives a good ranking at
+initialisation, and validation recall dips for about 15 epochs before the BPR
+training takes over (measured on ``baby_small``: 0.145 at epoch 1, 0.092 at
+epoch 11, 0.232 at epoch 39), so the fallback waits 30 evaluations; ``--fast``
+trains a fixed 40 epochs. ``--patience`` overrides both.
 
 Writes ``results.json``, ``results.md``, ``metrics.jsonl`` and
 ``learning_curve.png`` into ``--out`` and prints the test metrics next to the
@@ -27,6 +35,8 @@ from mmgraph.data import dataset_or_synthetic, dataset_stats, format_stats, moda
 from mmgraph.models.mambarec import MambaRec, MambaRecConfig
 from mmgraph.train import Trainer, format_result, train_config_for
 
+FAST_EPOCHS = 40
+SYNTHETIC_PATIENCE = 30
 PAPER_BABY = {"recall@10": 0.0660, "recall@20": 0.1013, "ndcg@10": 0.0363, "ndcg@20": 0.0454}
 
 
@@ -35,8 +45,11 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", default=None, help="MMRec-format Baby folder with feature files")
     p.add_argument("--epochs", type=int, default=None, help="max epochs (paper: 1000 with early stopping)")
     p.add_argument("--fast", action="store_true",
-                   help="a few-minute run on 2 CPU cores: 8 epochs; offline, on the 1/5-scale "
-                        "Baby-like synthetic preset")
+                   help="a few-minute run on 2 CPU cores: 40 epochs without early stopping; "
+                        "offline, on the 1/5-scale Baby-like synthetic preset")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience (default: the paper's 10 on real data, 30 on "
+                        "the synthetic fallback, none with --fast)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=999)
     p.add_argument("--out", default="runs/mambarec_baby")
@@ -51,9 +64,17 @@ def main(argv=None) -> int:
         print("error: the data has no modality features", file=sys.stderr)
         return 2
 
-    epochs = a.epochs if a.epochs is not None else (8 if a.fast else 1000)
+    epochs = a.epochs if a.epochs is not None else (FAST_EPOCHS if a.fast else 1000)
+    patience = a.patience
+    if patience is None and a.fast:
+        patience = epochs
+    elif patience is None and spec.startswith("synthetic"):
+        patience = SYNTHETIC_PATIENCE
+        print(f"synthetic data: early-stopping patience {patience} (the paper's 10 would stop in "
+              "the early dip of validation recall; see the module docs)")
+    extra = {} if patience is None else {"patience": patience}
     cfg = train_config_for(MambaRec, epochs=epochs, device=a.device, seed=a.seed, out_dir=a.out,
-                           progress=not a.no_progress)
+                           progress=not a.no_progress, **extra)
     torch.manual_seed(a.seed)
     model = MambaRec(data, MambaRecConfig())
     print(f"MambaRec: {sum(p.numel() for p in model.parameters()):,} parameters, "

@@ -47,6 +47,7 @@ def test_examples_fall_back_to_synthetic(tmp_path, capsys, monkeypatch):
 
     def fake_fit(self):  # stop after the data decision: training is tested above
         seen["items"] = self.data["item"].num_nodes
+        seen["schedule"] = (self.config.epochs, self.config.patience)
         raise SystemExit(0)
     monkeypatch.setattr(mod.Trainer, "fit", fake_fit)
     with pytest.raises(SystemExit):
@@ -54,3 +55,27 @@ def test_examples_fall_back_to_synthetic(tmp_path, capsys, monkeypatch):
     printed = capsys.readouterr().out
     assert "no *_feat.npy" in printed and "synthetic:baby_small" in printed
     assert seen["items"] == 1500
+    assert seen["schedule"] == (40, 40)                  # --fast: fixed 40 epochs
+    with pytest.raises(SystemExit):
+        mod.main(["--fast", "--patience", "5", "--no-progress", "--out", str(tmp_path / "o")])
+    assert seen["schedule"] == (40, 5)
+
+
+def test_mambarec_example_patience_on_real_and_synthetic_data(tmp_path, tiny, capsys, monkeypatch):
+    from mmgraph.data import write_mmrec
+    mod = _load("mambarec_baby")
+    seen = {}
+
+    def fake_fit(self):
+        seen["schedule"] = (self.config.epochs, self.config.patience)
+        raise SystemExit(0)
+    monkeypatch.setattr(mod.Trainer, "fit", fake_fit)
+    write_mmrec(tiny, tmp_path / "data", name="tiny")
+    with pytest.raises(SystemExit):                      # real-layout data: the paper's patience
+        mod.main(["--data-dir", str(tmp_path / "data"), "--no-progress", "--out", str(tmp_path / "o")])
+    assert seen["schedule"] == (1000, 10)
+    monkeypatch.setattr(mod, "dataset_or_synthetic", lambda d, spec: (tiny, "synthetic:tiny"))
+    with pytest.raises(SystemExit):                      # synthetic fallback: waits out the dip
+        mod.main(["--no-progress", "--out", str(tmp_path / "o")])
+    assert seen["schedule"] == (1000, 30)
+    assert "early-stopping patience 30" in capsys.readouterr().out
