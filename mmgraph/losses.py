@@ -149,18 +149,24 @@ class _PoolCrossEntropy(torch.autograd.Function):
     """Summed cross-entropy of ``logits = scale * a @ p.T`` against ``target``,
     fused: one ``[B, N]`` buffer (the logits, turned into the softmax in place),
     no separate log-softmax output, no zero-filled ``[B, N]`` gradient of the
-    NLL step. Backward: ``dL/dlogits = softmax - onehot``."""
+    NLL step. Backward: ``dL/dlogits = softmax - onehot``. Computed in at least
+    float32 with autocast off (a sum of ``N`` exponentials is not a job for
+    bfloat16); the gradients come back in the inputs' dtypes."""
 
     @staticmethod
     def forward(ctx, a: Tensor, p: Tensor, target: Tensor, scale: float) -> Tensor:
-        probs = (a * scale) @ p.t()                                   # [B, N] logits
-        rows = torch.arange(a.size(0), device=a.device)
-        pos = probs[rows, target]                                     # [B]
-        mx = probs.amax(dim=1, keepdim=True)
-        probs.sub_(mx).exp_()
-        z = probs.sum(dim=1, keepdim=True)
-        loss = (z.squeeze(1).log() + mx.squeeze(1) - pos).sum()
-        probs.div_(z)
+        ctx.dtypes = (a.dtype, p.dtype)
+        with torch.autocast(a.device.type, enabled=False):
+            dt = torch.promote_types(torch.promote_types(a.dtype, p.dtype), torch.float32)
+            a, p = a.to(dt), p.to(dt)                                 # half -> float32
+            probs = (a * scale) @ p.t()                               # [B, N] logits
+            rows = torch.arange(a.size(0), device=a.device)
+            pos = probs[rows, target]                                 # [B]
+            mx = probs.amax(dim=1, keepdim=True)
+            probs.sub_(mx).exp_()
+            z = probs.sum(dim=1, keepdim=True)
+            loss = (z.squeeze(1).log() + mx.squeeze(1) - pos).sum()
+            probs.div_(z)
         ctx.scale = scale
         ctx.consumed = False
         ctx.save_for_backward(a, p, target, probs)
@@ -187,6 +193,10 @@ class _PoolCrossEntropy(torch.autograd.Function):
         else:
             grad_a = g @ p if ctx.needs_input_grad[0] else None
             grad_p = g.t() @ a if ctx.needs_input_grad[1] else None
+        if grad_a is not None:
+            grad_a = grad_a.to(ctx.dtypes[0])
+        if grad_p is not None:
+            grad_p = grad_p.to(ctx.dtypes[1])
         return grad_a, grad_p, None, None
 
 

@@ -260,3 +260,24 @@ def test_pool_info_nce_factored_pool_equals_dense(reduction):
         pool_info_nce(a, (left, right.t()), ids)
     with pytest.raises(ValueError, match=r"anchor \[B, d\] and pool \[N, d\], got \(6, 8\) and \(13, 9\)"):
         pool_info_nce(a, (left, torch.randn(3, 9, dtype=torch.float64)), ids)
+
+
+def test_pool_info_nce_under_bf16_autocast_stays_float32():
+    """The [B, N] softmax is computed in float32 under autocast; gradients keep the
+    inputs' dtypes."""
+    from mmgraph.losses import pool_info_nce
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(32, 16, generator=g, requires_grad=True)
+    p = torch.randn(500, 16, generator=g, requires_grad=True)
+    left = torch.randn(500, 4, generator=g, requires_grad=True)
+    right = torch.randn(4, 16, generator=g, requires_grad=True)
+    ids = torch.randint(0, 500, (32,), generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        dense = pool_info_nce(a, p, ids)
+        factored = pool_info_nce(a, (left, right), ids)
+    assert dense.dtype == torch.float32 and factored.dtype == torch.float32
+    assert dense.item() == pytest.approx(pool_info_nce(a, p, ids).item(), rel=1e-6)
+    assert factored.item() == pytest.approx(pool_info_nce(a, (left, right), ids).item(), rel=2e-2)
+    (dense + factored).backward()
+    assert a.grad.dtype == p.grad.dtype == left.grad.dtype == right.grad.dtype == torch.float32
+    assert all(torch.isfinite(t.grad).all() for t in (a, p, left, right))
