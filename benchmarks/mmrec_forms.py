@@ -95,6 +95,15 @@ def _bpr_logsigmoid(u: Tensor, p: Tensor, n: Tensor) -> Tensor:
     return -F.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
 
 
+#: MMRec's names of the ID tables, raw feature tables and their projections (BM3 and
+#: FREEDOM share them) -> our parameter names
+_ID_AND_FEATURE_PARAMS = {
+    "user_embedding.weight": "user_emb.weight", "item_id_embedding.weight": "item_emb.weight",
+    "image_embedding.weight": "features.image", "text_embedding.weight": "features.text",
+    "image_trs.weight": "projectors.image.proj.weight", "image_trs.bias": "projectors.image.proj.bias",
+    "text_trs.weight": "projectors.text.proj.weight", "text_trs.bias": "projectors.text.proj.bias"}
+
+
 class _Reference(nn.Module):
     """Common part: ``shared`` maps a reference parameter to our model's parameter of
     the same value; ``offsets`` are constants by which a reference loss term exceeds
@@ -215,14 +224,8 @@ class MMRecBM3(_Reference):
     the whole online matrices divided by the item count.
     """
 
-    shared = {"user_embedding.weight": "user_emb.weight",
-              "item_id_embedding.weight": "item_emb.weight",
-              "predictor.weight": "predictor.weight", "predictor.bias": "predictor.bias",
-              "image_embedding.weight": "features.image", "text_embedding.weight": "features.text",
-              "image_trs.weight": "projectors.image.proj.weight",
-              "image_trs.bias": "projectors.image.proj.bias",
-              "text_trs.weight": "projectors.text.proj.weight",
-              "text_trs.bias": "projectors.text.proj.bias"}
+    shared = {**_ID_AND_FEATURE_PARAMS,
+              "predictor.weight": "predictor.weight", "predictor.bias": "predictor.bias"}
 
     def __init__(self, data, ours, noise: bool = True):
         super().__init__()
@@ -295,13 +298,7 @@ class MMRecFREEDOM(_Reference):
     (or ``noise=False``) uses the full normalised graph, as MMRec does.
     """
 
-    shared = {"user_embedding.weight": "user_emb.weight",
-              "item_id_embedding.weight": "item_emb.weight",
-              "image_embedding.weight": "features.image", "text_embedding.weight": "features.text",
-              "image_trs.weight": "projectors.image.proj.weight",
-              "image_trs.bias": "projectors.image.proj.bias",
-              "text_trs.weight": "projectors.text.proj.weight",
-              "text_trs.bias": "projectors.text.proj.bias"}
+    shared = _ID_AND_FEATURE_PARAMS
 
     def __init__(self, data, ours, noise: bool = True):
         super().__init__()
