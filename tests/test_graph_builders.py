@@ -390,9 +390,9 @@ def test_knn_faiss_completes_rows_with_too_few_candidates(monkeypatch):
     calls = []
     exact_rows = knn_mod._exact_rows
 
-    def spy(xn, rows, *args):
-        calls.append(rows.numel())
-        return exact_rows(xn, rows, *args)
+    def spy(base, *args, rows=None, **kw):
+        calls.append(base.size(0) if rows is None else rows.numel())
+        return exact_rows(base, *args, rows=rows, **kw)
 
     monkeypatch.setattr(knn_mod, "_exact_rows", spy)
     x = clustered_features(4200, 16, 30, 1.0, seed=3)  # 107 lists of ~39 rows

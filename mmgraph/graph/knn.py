@@ -189,26 +189,39 @@ def _import_faiss():
     return faiss
 
 
-def _exact_rows(xn: Tensor, rows: Tensor, k: int, include_self: bool,
-                chunk_size: Optional[int], block_bytes: int) -> tuple[Tensor, Tensor]:
-    """Exact top-``k`` of the rows ``rows`` of the L2-normalised ``xn`` (as :func:`knn_topk`)."""
-    n = xn.size(0)
+def _exact_rows(base: Tensor, k: int, include_self: bool, chunk_size: int,
+                inv: Optional[Tensor] = None, rows: Optional[Tensor] = None
+                ) -> tuple[Tensor, Tensor]:
+    """Exact cosine top-``k`` of every row of ``base`` (``rows=None``) or of the rows
+    ``rows``, in blocks of ``chunk_size`` rows.
+
+    ``inv=None``: ``base`` is L2-normalised; else ``base`` is raw and ``inv`` its
+    inverse row norms, applied to each similarity block (no normalised copy).
+    """
+    n = base.size(0)
     kk = min(k + 1, n)
-    m = rows.numel()
-    if chunk_size is None:
-        chunk_size = default_chunk_size(n, xn.element_size(), block_bytes)
-    out_v = xn.new_empty(m, k)
-    out_i = torch.empty(m, k, dtype=torch.long, device=xn.device)
-    xt = xn.t()
+    m = n if rows is None else rows.numel()
+    out_v = base.new_empty(m, k)
+    out_i = torch.empty(m, k, dtype=torch.long, device=base.device)
+    base_t = base.t()
     for s in range(0, m, chunk_size):
         e = min(m, s + chunk_size)
-        r = rows[s:e]
-        sim = xn.index_select(0, r) @ xt
+        r = None if rows is None else rows[s:e]
+        sim = (base[s:e] if r is None else base.index_select(0, r)) @ base_t
+        if inv is not None:
+            sim.mul_(inv)
         if not include_self:
-            sim[torch.arange(e - s, device=xn.device), r] = float("-inf")
+            if r is None:
+                sim.diagonal(offset=s).fill_(float("-inf"))
+            else:
+                sim[torch.arange(e - s, device=base.device), r] = float("-inf")
         vals, idx = _block_topk(sim, kk)
-        out_v[s:e], out_i[s:e] = _select_ties(sim, vals, idx, k)
+        vals, idx = _select_ties(sim, vals, idx, k)
         del sim
+        if inv is not None:
+            vals = vals * (inv[s:e] if r is None else inv[r]).unsqueeze(1)
+        out_v[s:e] = vals
+        out_i[s:e] = idx
     return out_v, out_i
 
 
@@ -262,7 +275,9 @@ def _faiss_topk(x: Tensor, inv: Tensor, k: int, include_self: bool, nprobe: Opti
     if bool(missing.any()):
         # the probed lists held fewer than k candidates: exact search of those rows only
         rows = missing.nonzero().view(-1)
-        vals[rows], idx[rows] = _exact_rows(xn, rows, k, include_self, chunk_size, block_bytes)
+        if chunk_size is None:
+            chunk_size = default_chunk_size(n, xn.element_size(), block_bytes)
+        vals[rows], idx[rows] = _exact_rows(xn, k, include_self, chunk_size, rows=rows)
     vals, idx = _canonical_order(vals, idx)
     return vals.to(device=x.device, dtype=x.dtype), idx.to(x.device)
 
@@ -340,25 +355,7 @@ def knn_topk(x: Tensor, k: int = 10, *, chunk_size: Optional[int] = None,
         chunk_size = default_chunk_size(n, x.element_size(), block_bytes)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    kk = min(k + 1, n)
-    out_v = x.new_empty(n, k)
-    out_i = torch.empty(n, k, dtype=torch.long, device=x.device)
-    base_t = base.t()
-    for s in range(0, n, chunk_size):
-        e = min(n, s + chunk_size)
-        sim = base[s:e] @ base_t
-        if not normalized_copy:
-            sim.mul_(inv)
-        if not include_self:
-            sim.diagonal(offset=s).fill_(float("-inf"))
-        vals, idx = _block_topk(sim, kk)
-        vals, idx = _select_ties(sim, vals, idx, k)
-        del sim
-        if not normalized_copy:
-            vals = vals * inv[s:e].unsqueeze(1)
-        out_v[s:e] = vals
-        out_i[s:e] = idx
-    return out_v, out_i
+    return _exact_rows(base, k, include_self, chunk_size, None if normalized_copy else inv)
 
 
 def normalize_edge_weight(edge_index: Tensor, edge_weight: Tensor, num_nodes: int,
