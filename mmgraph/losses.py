@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "bpr_loss", "l2_reg", "info_nce", "pool_info_nce", "mmd_loss", "neg_cosine",
+    "bpr_loss", "l2_reg", "info_nce", "distinct_id_weights", "pool_info_nce", "mmd_loss", "neg_cosine",
     "orthogonal_loss",
     "BPRLoss", "L2Reg", "InfoNCE", "PoolInfoNCE", "MMDLoss", "NegCosine", "OrthogonalLoss",
 ]
@@ -101,8 +101,29 @@ def l2_reg(*tensors: Tensor, batch_size: int | None = None, squared: bool = True
     return total / batch_size
 
 
+def distinct_id_weights(ids: Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+    r"""Column offsets and row weights that turn an in-batch InfoNCE over a
+    batch with repeated ids into the InfoNCE over its *distinct* ids.
+
+    With :math:`c_j` the number of rows of the batch that carry the id of row
+    :math:`j`, adding :math:`-\log c_j` to column :math:`j`'s logits counts
+    every distinct id once in each denominator (the :math:`c_j` identical
+    columns of one id add up to one), and weighting row :math:`i` by
+    :math:`1/c_i` counts every distinct anchor once. The counts come from a
+    sort and two binary searches (``O(B log B)``, no host synchronisation).
+
+    Returns:
+        ``(log_counts [B], row_weights [B])`` with ``row_weights`` summing to
+        the number of distinct ids.
+    """
+    ordered = ids.sort().values
+    counts = (torch.searchsorted(ordered, ids, right=True)
+              - torch.searchsorted(ordered, ids)).to(dtype)
+    return counts.log(), counts.reciprocal()
+
+
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
-             symmetric: bool = False) -> Tensor:
+             symmetric: bool = False, ids: Tensor | None = None) -> Tensor:
     r"""InfoNCE between two aligned views with in-batch negatives.
 
     Rows are L2-normalised; row :math:`i` of ``b`` is the positive of row
@@ -118,14 +139,26 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
     MambaRec's and SGL's code. With ``symmetric=True`` the loss is
     :math:`\tfrac12(\mathcal{L}_{a\to b} + \mathcal{L}_{b\to a})` (CLIP form).
 
-    Computed as a cross-entropy over the ``[B, B]`` logits (log-sum-exp), so it
-    stays finite at small temperatures (``0.01``) with inputs of any norm.
+    **Repeated ids.** Batches of interactions repeat users and items (a user
+    with 300 interactions appears ~10 times in a batch of 2048 drawn from
+    60,000). Then a row's own copies sit among its negatives: they are
+    identical to its positive, so the row can never be resolved and popular
+    ids weigh as many times as they repeat. Pass ``ids`` (``[B]``, the user
+    or item id of each row) to compute the loss over the batch's *distinct*
+    ids instead, the form of SGL/SimGCL's ``torch.unique`` batches, without
+    a host synchronisation: equal to the formula above on the de-duplicated
+    rows (value and gradients; see :func:`distinct_id_weights`).
+
+    Computed by a fused cross-entropy over the ``[B, B]`` logits
+    (max-subtracted, finite at small temperatures such as ``0.01``, one
+    ``[B, B]`` buffer reused for the gradient).
 
     Args:
         a: ``[B, d]`` anchors.
         b: ``[B, d]`` positives (same row order).
         temperature: :math:`\tau > 0`.
         symmetric: average both directions.
+        ids: optional ``[B]`` ids of the rows (same for ``a`` and ``b``).
 
     Returns:
         scalar.
@@ -135,41 +168,63 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
+    if ids is not None and ids.shape != (a.size(0),):
+        raise ValueError(f"ids must have shape [B] = [{a.size(0)}], got {tuple(ids.shape)}")
     a = F.normalize(a, dim=-1)
     b = F.normalize(b, dim=-1)
-    logits = a @ b.t() / temperature
     target = torch.arange(a.size(0), device=a.device)
-    loss = F.cross_entropy(logits, target)
+    if ids is None:
+        col_bias = row_weight = None
+        n = a.size(0)
+    else:
+        log_counts, row_weight = distinct_id_weights(
+            ids, torch.promote_types(a.dtype, torch.float32))
+        col_bias = -log_counts
+        n = row_weight.sum()
+    scale = 1.0 / temperature
+    loss = _PoolCrossEntropy.apply(a, b, target, scale, col_bias, row_weight)
     if symmetric:
-        loss = 0.5 * (loss + F.cross_entropy(logits.t(), target))
-    return loss
+        loss = 0.5 * (loss + _PoolCrossEntropy.apply(b, a, target, scale, col_bias, row_weight))
+    if ids is not None:
+        # the offset target logit of row i is its distinct-id logit - log c_i: every
+        # (weighted) row exceeds its distinct-id loss by log c_i, in either direction
+        loss = loss - (row_weight * log_counts).sum()
+    return loss / n
 
 
 class _PoolCrossEntropy(torch.autograd.Function):
-    """Summed cross-entropy of ``logits = scale * a @ p.T`` against ``target``,
-    fused: one ``[B, N]`` buffer (the logits, turned into the softmax in place),
-    no separate log-softmax output, no zero-filled ``[B, N]`` gradient of the
-    NLL step. Backward: ``dL/dlogits = softmax - onehot``. Computed in at least
-    float32 with autocast off (a sum of ``N`` exponentials is not a job for
-    bfloat16); the gradients come back in the inputs' dtypes."""
+    """Summed cross-entropy of ``logits = scale * a @ p.T (+ col_bias)`` against
+    ``target`` (each row weighted by ``row_weight`` when given), fused: one
+    ``[B, N]`` buffer (the logits, turned into the softmax in place), no
+    separate log-softmax output, no zero-filled ``[B, N]`` gradient of the NLL
+    step. Backward: ``dL/dlogits = (softmax - onehot) * row_weight``. Computed
+    in at least float32 with autocast off (a sum of ``N`` exponentials is not
+    a job for bfloat16); the gradients come back in the inputs' dtypes."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, p: Tensor, target: Tensor, scale: float) -> Tensor:
+    def forward(ctx, a: Tensor, p: Tensor, target: Tensor, scale: float,
+                col_bias: Tensor | None = None, row_weight: Tensor | None = None) -> Tensor:
         ctx.dtypes = (a.dtype, p.dtype)
         with torch.autocast(a.device.type, enabled=False):
             dt = torch.promote_types(torch.promote_types(a.dtype, p.dtype), torch.float32)
             a, p = a.to(dt), p.to(dt)                                 # half -> float32
             probs = (a * scale) @ p.t()                               # [B, N] logits
+            if col_bias is not None:
+                probs.add_(col_bias.to(dt))
             rows = torch.arange(a.size(0), device=a.device)
             pos = probs[rows, target]                                 # [B]
             mx = probs.amax(dim=1, keepdim=True)
             probs.sub_(mx).exp_()
             z = probs.sum(dim=1, keepdim=True)
-            loss = (z.squeeze(1).log() + mx.squeeze(1) - pos).sum()
+            per_row = z.squeeze(1).log() + mx.squeeze(1) - pos
+            if row_weight is not None:
+                per_row = per_row * row_weight.to(dt)
+            loss = per_row.sum()
             probs.div_(z)
         ctx.scale = scale
         ctx.consumed = False
-        ctx.save_for_backward(a, p, target, probs)
+        ctx.save_for_backward(a, p, target, probs,
+                              row_weight.to(dt) if row_weight is not None else None)
         return loss
 
     @staticmethod
@@ -179,11 +234,14 @@ class _PoolCrossEntropy(torch.autograd.Function):
             raise RuntimeError("pool_info_nce: backward through the same graph twice "
                                "(retain_graph=True) is not supported; recompute the loss")
         ctx.consumed = True
-        a, p, target, probs = ctx.saved_tensors
+        a, p, target, probs, row_weight = ctx.saved_tensors
         rows = torch.arange(a.size(0), device=a.device)
         g = probs                                                     # reused in place
         g[rows, target] -= 1.0
-        g.mul_(grad * ctx.scale)
+        if row_weight is not None:
+            g.mul_((grad * ctx.scale) * row_weight.unsqueeze(1))
+        else:
+            g.mul_(grad * ctx.scale)
         if a.size(1) <= 16:
             # skinny factors (a factored pool): products against the row-major
             # [B, N] block as a [r, .] x [., .] GEMM -- up to 18x faster on CPU than
@@ -197,7 +255,7 @@ class _PoolCrossEntropy(torch.autograd.Function):
             grad_a = grad_a.to(ctx.dtypes[0])
         if grad_p is not None:
             grad_p = grad_p.to(ctx.dtypes[1])
-        return grad_a, grad_p, None, None
+        return grad_a, grad_p, None, None, None, None
 
 
 def pool_info_nce(anchor: Tensor, pool: Tensor | tuple[Tensor, Tensor], positive_ids: Tensor,
@@ -280,6 +338,66 @@ def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
     return d.clamp_min(0.0)
 
 
+class _UnitGaussianKernelMean(torch.autograd.Function):
+    r"""``mean_ij sum_s exp(-||u_i - v_j||^2 / (2 sigma_s^2))`` for rows of norm ~1.
+
+    With :math:`c = 1/(2\sigma^2)`, :math:`a_i = \lVert u_i\rVert^2`,
+    :math:`b_j = \lVert v_j\rVert^2` the kernel factors as
+    :math:`K_{ij} = e^{-c(a_i - 1)}\,P_{ij}\,e^{-c(b_j - 1)}` with
+    :math:`P = \exp(2c(UV^\top - 1))` (entries :math:`\le 1` up to rounding
+    for unit rows, so nothing overflows at small bandwidths). Forward: one
+    GEMM with the scale and shift in its epilogue, one in-place ``exp``, one
+    matrix-vector product. Backward, from the saved ``P`` alone:
+
+    .. math::
+        \frac{\partial \bar K}{\partial u_i} = \frac{2c}{BB'}\Big(
+            (K V)_i - (K\mathbf 1)_i\, u_i\Big)
+
+    (and the mirror image for :math:`v_j`), where :math:`KV` and
+    :math:`K\mathbf 1` come out of *one* GEMM of ``P`` against
+    :math:`[e^{-c(b-1)} \odot V \,|\, e^{-c(b-1)}]`. When ``u`` and ``v``
+    are the same tensor (``same=True``) ``K`` is symmetric and one GEMM
+    serves both arguments. Computed in at least float32 with autocast off."""
+
+    @staticmethod
+    def forward(ctx, u: Tensor, v: Tensor, cs: tuple, same: bool) -> Tensor:
+        ctx.dtypes = (u.dtype, v.dtype)
+        with torch.autocast(u.device.type, enabled=False):
+            dt = torch.promote_types(torch.promote_types(u.dtype, v.dtype), torch.float32)
+            u, v = u.to(dt), v.to(dt)
+            a, b = u.pow(2).sum(1), v.pow(2).sum(1)
+            total = u.new_zeros(())
+            ps = []
+            for c in cs:
+                p = torch.addmm(u.new_tensor(-2.0 * c), u, v.t(), alpha=2.0 * c).exp_()
+                ea, eb = torch.exp(-c * (a - 1.0)), torch.exp(-c * (b - 1.0))
+                total = total + ea @ (p @ eb)
+                ps.append(p)
+        ctx.cs, ctx.same = cs, same
+        ctx.save_for_backward(u, v, *ps)
+        return total / (u.size(0) * v.size(0))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        u, v, *ps = ctx.saved_tensors
+        n = u.size(0) * v.size(0)
+        a, b = u.pow(2).sum(1), v.pow(2).sum(1)
+        gu = torch.zeros_like(u)
+        gv = None if ctx.same else torch.zeros_like(v)
+        for c, p in zip(ctx.cs, ps):
+            ea, eb = torch.exp(-c * (a - 1.0)), torch.exp(-c * (b - 1.0))
+            w = (grad * 2.0 * c / n)
+            m = p @ torch.cat([v * eb.unsqueeze(1), eb.unsqueeze(1)], 1)          # [B, d+1]
+            gu += w * ea.unsqueeze(1) * (m[:, :-1] - m[:, -1:] * u)
+            if not ctx.same:
+                m = p.t() @ torch.cat([u * ea.unsqueeze(1), ea.unsqueeze(1)], 1)  # [B', d+1]
+                gv += w * eb.unsqueeze(1) * (m[:, :-1] - m[:, -1:] * v)
+        if ctx.same:
+            return (2.0 * gu).to(ctx.dtypes[0]), None, None, None
+        return gu.to(ctx.dtypes[0]), gv.to(ctx.dtypes[1]), None, None
+
+
 def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
              normalize: bool = True) -> Tensor:
     r"""Maximum mean discrepancy between two samples (biased estimator).
@@ -292,10 +410,14 @@ def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
         \mathrm{MMD}^2 = \overline{K_{xx}} + \overline{K_{yy}} - 2\,\overline{K_{xy}},
 
     where :math:`\overline{K}` is the mean over all ``[B, B']`` pairs
-    (diagonals included). Pairwise distances are formed in ``[B, B']`` memory
-    as :math:`\lVert u\rVert^2 + \lVert v\rVert^2 - 2u^\top v` (clamped at
-    0), never through a ``[B, B', d]`` broadcast. With ``normalize=True``
-    (MambaRec's form) rows are L2-normalised first.
+    (diagonals included); never through a ``[B, B', d]`` broadcast.
+
+    With ``normalize=True`` (MambaRec's form) rows are L2-normalised first and
+    each kernel mean is one fused pass (:class:`_UnitGaussianKernelMean`: the
+    Gram matrix, an in-place ``exp``, a matrix-vector product; the backward
+    reuses the one saved ``[B, B']`` buffer in a single GEMM). With
+    ``normalize=False`` distances are formed as :math:`\lVert u\rVert^2 +
+    \lVert v\rVert^2 - 2u^\top v` (clamped at 0) in ``[B, B']`` memory.
 
     Args:
         x: ``[B, d]`` first sample.
@@ -317,6 +439,9 @@ def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
     if normalize:
         x = F.normalize(x, dim=-1)
         y = F.normalize(y, dim=-1)
+        cs = tuple(1.0 / (2.0 * float(s) * float(s)) for s in sigmas)
+        km = _UnitGaussianKernelMean.apply
+        return km(x, x, cs, True) + km(y, y, cs, True) - 2.0 * km(x, y, cs, False)
 
     def kernel_mean(u: Tensor, v: Tensor) -> Tensor:
         d2 = _sq_dists(u, v)

@@ -96,6 +96,53 @@ def test_info_nce_perfect_alignment_low_loss():
     assert info_nce(a, a, 0.5).item() == pytest.approx(math.log(1 + 3 * math.exp(-2)), abs=1e-6)
 
 
+def test_info_nce_gradients_match_naive():
+    g = _gen(11)
+    a = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    for sym in (False, True):
+        ref = _naive_info_nce(a, b, 0.3)
+        if sym:
+            ref = 0.5 * (ref + _naive_info_nce(b, a, 0.3))
+        want = torch.autograd.grad(ref, (a, b))
+        got = torch.autograd.grad(info_nce(a, b, 0.3, symmetric=sym), (a, b))
+        for w, x in zip(want, got):
+            assert torch.allclose(w, x, atol=1e-12)
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_info_nce_distinct_ids_equals_loss_over_unique_rows(symmetric):
+    # a hand-made batch: ids 3 and 7 repeat (3 three times), as popular users and
+    # items do in batches of interactions; with ids= the loss and its gradients are
+    # those of the batch of distinct ids, each once
+    g = _gen(12)
+    table_a = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    table_b = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([3, 0, 7, 3, 5, 7, 3, 9])
+    unique = torch.tensor([0, 3, 5, 7, 9])
+    ref = info_nce(table_a[unique], table_b[unique], 0.2, symmetric=symmetric)
+    got = info_nce(table_a[ids], table_b[ids], 0.2, symmetric=symmetric, ids=ids)
+    assert got.item() == pytest.approx(ref.item(), abs=1e-12)
+    want = torch.autograd.grad(ref, (table_a, table_b))
+    have = torch.autograd.grad(info_nce(table_a[ids], table_b[ids], 0.2, symmetric=symmetric,
+                                        ids=ids), (table_a, table_b))
+    for w, h in zip(want, have):
+        assert torch.allclose(w, h, atol=1e-12)
+    # without ids the repeated rows are their own negatives: a different (larger) loss
+    plain = info_nce(table_a[ids], table_b[ids], 0.2, symmetric=symmetric)
+    assert plain.item() > ref.item() + 0.1
+    # no repeats: ids change nothing
+    assert info_nce(table_a[unique], table_b[unique], 0.2, symmetric=symmetric,
+                    ids=unique).item() == pytest.approx(ref.item(), abs=1e-12)
+
+
+def test_distinct_id_weights_counts():
+    from mmgraph.losses import distinct_id_weights
+    log_c, w = distinct_id_weights(torch.tensor([4, 1, 4, 4, 2, 1]))
+    assert torch.allclose(log_c.exp(), torch.tensor([3., 2., 3., 3., 1., 2.]))
+    assert w.sum().item() == pytest.approx(3.0)       # three distinct ids
+
+
 # ----------------------------------------------------------------------------- MMD
 def _naive_mmd(x, y, sigmas, normalize=True):
     if normalize:
@@ -126,6 +173,32 @@ def test_mmd_matches_naive_several_sigmas():
             assert torch.allclose(got, _naive_mmd(x, y, sigmas, norm), atol=1e-10), (sigmas, norm)
     assert mmd_loss(x, y, 1.5).item() == pytest.approx(_naive_mmd(x, y, (1.5,)).item())
     assert MMDLoss((1.0, 2.0))(x, y).item() == pytest.approx(_naive_mmd(x, y, (1.0, 2.0)).item())
+
+
+@pytest.mark.parametrize("sigmas", [(1.0,), (0.1, 1.5, 2.0)])
+def test_mmd_gradients_match_naive_broadcast(sigmas):
+    # the fused kernel means against autograd through the authors' [B, B', d] form,
+    # unequal sample sizes, one and several bandwidths (0.1: exp(1/sigma^2) would
+    # overflow float32 without the shifted exponent)
+    g = _gen(13)
+    x = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    y = (torch.randn(7, 5, generator=g, dtype=torch.float64) + 0.3).requires_grad_()
+    want = torch.autograd.grad(_naive_mmd(x, y, sigmas), (x, y))
+    got = torch.autograd.grad(mmd_loss(x, y, sigmas), (x, y))
+    for w, h in zip(want, got):
+        assert torch.allclose(w, h, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a, b: mmd_loss(a, b, sigmas), (x, y))
+
+
+def test_mmd_small_bandwidth_float32_finite():
+    g = _gen(14)
+    x = torch.randn(64, 16, generator=g, requires_grad=True)
+    y = torch.randn(64, 16, generator=g)
+    loss = mmd_loss(x, y, sigmas=(0.05,))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    ref = _naive_mmd(x.detach().double(), y.double(), (0.05,))
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
 
 
 def test_mmd_gradient_flows():

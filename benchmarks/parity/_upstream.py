@@ -1,0 +1,205 @@
+"""Running an upstream (authors') implementation beside mmgraph, for parity checks.
+
+Nothing of the upstream code is copied into this repository. Given the path of
+a local checkout, :func:`import_upstream` copies its source folder into a
+throw-away temporary folder, adds the minimum environment shims there (today:
+a ``torch_scatter`` module providing ``scatter_add`` when the real package is
+not installed; numpy aliases removed in numpy 2 such as ``np.float``) and
+imports the requested module from that copy.
+
+:class:`MMRecStub` stands in for the MMRec-style ``config`` dictionary and
+training data loader that the authors' ``GeneralRecommender`` subclasses take
+in their constructor; :func:`write_features` writes mmgraph's feature
+tensors where those constructors read them.
+
+Shared helpers for the scripts in this folder: :func:`compare` (max abs / rel
+difference of matching tensors), :func:`fixed_batches` (one list of batches
+with negatives, fed to both sides), :func:`recall_at` (the MMRec protocol
+through mmgraph's evaluator, for any scoring function).
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+import tempfile
+import types
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))          # the repository root, for `import mmgraph`
+
+
+class UpstreamMissing(RuntimeError):
+    """The upstream checkout is absent or incomplete (the scripts skip with this message)."""
+
+
+def _numpy_aliases() -> None:
+    # numpy 2 removed these aliases; old research code still uses them
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _torch_scatter_shim() -> types.ModuleType:
+    mod = types.ModuleType("torch_scatter")
+
+    def scatter_add(src, index, dim=0, out=None, dim_size=None):
+        if dim not in (0, -src.dim()):
+            raise NotImplementedError("the parity shim supports dim=0 only")
+        n = dim_size if dim_size is not None else int(index.max()) + 1
+        res = src.new_zeros((n, *src.shape[1:])) if out is None else out
+        return res.index_add_(0, index, src)
+
+    def scatter(src, index, dim=0, out=None, dim_size=None, reduce="sum"):
+        if reduce not in ("sum", "add"):
+            raise NotImplementedError("the parity shim supports reduce='sum' only")
+        return scatter_add(src, index, dim, out, dim_size)
+
+    mod.scatter_add = scatter_add
+    mod.scatter = scatter
+    return mod
+
+
+def import_upstream(checkout: str | Path, source_dir: str, module: str,
+                    required: Iterable[str] = ()) -> types.ModuleType:
+    """Import ``module`` from a throw-away copy of ``checkout/source_dir``.
+
+    Args:
+        checkout: the local clone of the upstream repository.
+        source_dir: the folder inside it that holds the importable code
+            (``'src'`` for MambaRec, ``'.'`` for REARM).
+        module: dotted module name relative to that folder.
+        required: files (relative to ``source_dir``) whose absence means the
+            checkout is not the expected repository.
+
+    Raises:
+        UpstreamMissing: with a message saying what to fetch.
+    """
+    root = Path(checkout).expanduser() if checkout else None
+    if root is None or not root.is_dir():
+        raise UpstreamMissing(f"no upstream checkout at {checkout!r}")
+    src = (root / source_dir).resolve()
+    missing = [f for f in required if not (src / f).is_file()]
+    if missing:
+        raise UpstreamMissing(f"{root} does not look like the expected repository "
+                              f"(missing {', '.join(missing)})")
+    work = Path(tempfile.mkdtemp(prefix="mmgraph-parity-"))
+    shutil.copytree(src, work / "upstream", ignore=shutil.ignore_patterns("*.pt", "data", ".git"))
+    _numpy_aliases()
+    try:
+        importlib.import_module("torch_scatter")
+    except ImportError:
+        sys.modules["torch_scatter"] = _torch_scatter_shim()
+    sys.path.insert(0, str(work / "upstream"))
+    return importlib.import_module(module)
+
+
+class _Frame:
+    """The two methods of MMRec's ``RecDataset`` that model constructors call."""
+
+    def __init__(self, num_users: int, num_items: int):
+        self.user_num, self.item_num = num_users, num_items
+
+    def get_user_num(self) -> int:
+        return self.user_num
+
+    def get_item_num(self) -> int:
+        return self.item_num
+
+
+class MMRecStub:
+    """MMRec's ``config`` (a dict) and training loader, for a model constructor.
+
+    ``stub.config`` holds the keys ``GeneralRecommender`` reads plus
+    ``model_options``; ``stub.loader`` answers ``dataset.get_user_num()``,
+    ``dataset.get_item_num()`` and ``inter_matrix(form='coo')`` from the
+    training edges of ``data``.
+    """
+
+    def __init__(self, data, folder: Path, model_options: dict[str, Any],
+                 vision: str | None, text: str | None, batch_size: int):
+        from mmgraph.data.hetero import num_items, num_users, split_edge_index
+        import scipy.sparse as sp
+
+        self.folder = Path(folder)
+        U, I = num_users(data), num_items(data)
+        e = split_edge_index(data, "train").numpy()
+        self.config = {
+            "USER_ID_FIELD": "userID", "ITEM_ID_FIELD": "itemID", "NEG_PREFIX": "neg_",
+            "train_batch_size": batch_size, "device": torch.device("cpu"), "end2end": False,
+            "is_multimodal_model": True, "data_path": str(self.folder.parent) + "/",
+            "dataset": self.folder.name,
+            "vision_feature_file": f"{vision}_feat.npy" if vision else "none.npy",
+            "text_feature_file": f"{text}_feat.npy" if text else "none.npy",
+            **model_options,
+        }
+        matrix = sp.coo_matrix((np.ones(e.shape[1], dtype=np.float32), (e[0], e[1])), shape=(U, I))
+
+        class Loader:
+            dataset = _Frame(U, I)
+
+            @staticmethod
+            def inter_matrix(form="coo", value_field=None):
+                return matrix.asformat(form)
+
+        self.loader = Loader()
+
+
+def write_features(data, folder: Path, names: Iterable[str]) -> None:
+    """``<m>_feat.npy`` for each modality ``m`` of ``data`` into ``folder``."""
+    from mmgraph.data.hetero import modality_features
+    folder.mkdir(parents=True, exist_ok=True)
+    feats = modality_features(data)
+    for m in names:
+        np.save(folder / f"{m}_feat.npy", feats[m].numpy())
+
+
+def compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    """Rows ``{name, max_abs, max_rel, scale, norm, rel_norm}`` for every name in
+    both dicts: the largest element-wise difference, relative to the largest
+    upstream magnitude, and ``||ours - upstream|| / ||upstream||``."""
+    rows = []
+    for k in ours:
+        if k not in theirs:
+            continue
+        a, b = ours[k].detach().double(), theirs[k].detach().double()
+        if a.shape != b.shape:
+            raise ValueError(f"{k}: shapes differ, ours {tuple(a.shape)} vs upstream {tuple(b.shape)}")
+        diff = (a - b).abs().max().item() if a.numel() else 0.0
+        scale = b.abs().max().item() if b.numel() else 0.0
+        norm = b.norm().item()
+        rows.append({"name": k, "max_abs": diff, "scale": scale,
+                     "max_rel": diff / scale if scale > 0 else diff,
+                     "norm": norm, "rel_norm": (a - b).norm().item() / norm if norm > 0 else diff})
+    return rows
+
+
+def fixed_batches(data, batch_size: int, steps: int, seed: int = 0, drop_last: bool = True):
+    """``steps`` batches (users, positives, one negative each) from mmgraph's loader,
+    epoch after epoch; ``drop_last`` keeps every batch at ``batch_size`` rows
+    (MMRec models divide their L2 term by the configured batch size)."""
+    from mmgraph.sampling import InteractionLoader
+    loader = InteractionLoader(data, batch_size=batch_size, shuffle=True, num_neg=1,
+                               generator=torch.Generator().manual_seed(seed))
+    out, epoch = [], 0
+    while len(out) < steps:
+        for b in loader:
+            if drop_last and b.users.numel() < batch_size:
+                continue
+            out.append((epoch, b))
+            if len(out) == steps:
+                break
+        epoch += 1
+    return out
+
+
+def recall_at(data, score: Callable[[torch.Tensor], torch.Tensor], split: str = "valid",
+              k: int = 20) -> float:
+    """Recall@k of a scoring function ``users [B] -> [B, I]`` (MMRec protocol)."""
+    from mmgraph.evaluation import Evaluator
+    return Evaluator(data, ks=(k,)).evaluate(score, split=split)[f"recall@{k}"]
