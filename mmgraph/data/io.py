@@ -90,6 +90,46 @@ def read_features(directory: str | Path, num_items: int,
     return out
 
 
+def assemble(splits, *, sources, lines=None, num_users: int | None = None,
+             num_items: int | None = None, feature_dir: str | Path | None = None,
+             modalities: Iterable[str] | None = None, features=None, dedup: bool = True,
+             cold_users: str = "drop", name: str | None = None):
+    r"""The one funnel of every loader: validate, read features, build the data.
+
+    Args:
+        splits: raw ``{split: [2, E]}`` user/item ids.
+        sources, lines: file names (and line numbers) for messages, see
+            :func:`~mmgraph.data.validate.validate_interactions`.
+        feature_dir: folder of ``<modality>_feat.npy`` files (or ``None``).
+        features: ``{modality: (array, source)}`` read by the loader itself
+            (e.g. RecBole ``.item`` columns); validated the same way.
+        cold_users: ``'drop'`` | ``'error'`` | ``'keep'`` (see
+            :func:`~mmgraph.data.validate.check_train_coverage`).
+
+    Item ids occurring in no interaction are kept as cold catalogue items
+    (with a warning); feature rows after the largest interacted id need an
+    explicit ``num_items``.
+
+    Returns:
+        ``(data, checked)`` with the :class:`ValidatedInteractions` (its
+        ``keep`` masks align per-interaction columns).
+    """
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    checked = validate_interactions(splits, num_users, num_items, sources=sources, lines=lines,
+                                    dedup=dedup, cold_users=cold_users)
+    if features is not None:
+        feats = {m: validate_features(a, checked.num_items, m, src) for m, (a, src) in features.items()}
+    elif feature_dir is not None:
+        feats = read_features(feature_dir, checked.num_items, modalities)
+    else:
+        feats = {}
+    s = checked.splits
+    data = build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
+                        feats, name=name)
+    return data, checked
+
+
 # --------------------------------------------------------------------------- MMRec layout
 def _first_bad_line(path: Path, delim: str | None, usecols: list[int], names: list[str]) -> str:
     """Slow path for error messages: locate the first unparsable field."""
@@ -172,7 +212,7 @@ def _find_inter(path: Path, name: str | None) -> Path:
 
 def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None = None,
                num_items: int | None = None, modalities: Iterable[str] | None = None,
-               extras: bool = True, dedup: bool = True) -> HeteroData:
+               extras: bool = True, dedup: bool = True, cold_users: str = "drop") -> HeteroData:
     r"""Read an MMRec dataset (``NAME.inter`` + ``*_feat.npy``).
 
     Args:
@@ -185,6 +225,9 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
             per-interaction attributes (``data[INTERACTS].rating``,
             ``.valid_rating``, ...) when present and not all zero.
         dedup: drop repeated (user, item) pairs with a warning.
+        cold_users: users with valid/test but no training interactions:
+            ``'drop'`` their held-out interactions (warning, ids unchanged),
+            ``'error'`` or ``'keep'`` (see :mod:`mmgraph.data.validate`).
 
     Raises:
         FileNotFoundError: missing directory / ``.inter`` / requested feature file.
@@ -201,13 +244,11 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
             f"{idx.size} row(s) have other values, first {label[idx[0]]:g}")
     masks = {s: label == v for s, v in _LABELS.items()}
     ids = np.stack([columns["userID"], columns["itemID"]])
-    checked = validate_interactions({s: ids[:, m] for s, m in masks.items()}, num_users, num_items,
-                                    sources=str(inter), lines={s: lines[m] for s, m in masks.items()},
-                                    dedup=dedup)
-    feats = read_features(inter.parent, checked.num_items, modalities)
-    s = checked.splits
-    data = build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
-                        feats, name=name if name is not None else inter.stem)
+    data, checked = assemble({s: ids[:, m] for s, m in masks.items()}, sources=str(inter),
+                             lines={s: lines[m] for s, m in masks.items()}, num_users=num_users,
+                             num_items=num_items, feature_dir=inter.parent, modalities=modalities,
+                             dedup=dedup, cold_users=cold_users,
+                             name=name if name is not None else inter.stem)
     if extras:
         for col in _EXTRAS:
             if col not in columns or not np.any(columns[col]):
@@ -221,7 +262,7 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
 # --------------------------------------------------------------------------- [2, E] layout
 def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: int | None = None,
                     modalities: Iterable[str] | None = None, name: str | None = None,
-                    dedup: bool = True) -> HeteroData:
+                    dedup: bool = True, cold_users: str = "drop") -> HeteroData:
     r"""Read ``train.npy`` / ``valid.npy`` / ``test.npy`` (``[2, E]`` each) +
     ``*_feat.npy`` from a directory. Arguments as in :func:`read_mmrec`;
     ``name`` defaults to the directory name."""
@@ -239,11 +280,9 @@ def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: i
         except ValueError as err:
             raise DataValidationError(f"{f}: cannot read as a numeric .npy array ({err})") from None
         sources[s] = str(f)
-    checked = validate_interactions(raw, num_users, num_items, sources=sources, dedup=dedup)
-    feats = read_features(path, checked.num_items, modalities)
-    s = checked.splits
-    return build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
-                        feats, name=name if name is not None else path.resolve().name)
+    return assemble(raw, sources=sources, num_users=num_users, num_items=num_items,
+                    feature_dir=path, modalities=modalities, dedup=dedup, cold_users=cold_users,
+                    name=name if name is not None else path.resolve().name)[0]
 
 
 def detect_layout(path: str | Path, name: str | None = None) -> str:
