@@ -191,6 +191,25 @@ def cmd_stats(argv: list[str]) -> int:
     return 0
 
 
+def cmd_convert(argv: list[str]) -> int:
+    """``mmgraph convert SRC DST --to LAYOUT``: rewrite a dataset in another layout."""
+    from .data.layouts import LAYOUTS, convert_dataset, detect_layout
+    p = argparse.ArgumentParser(
+        prog="mmgraph convert",
+        description="Rewrite a dataset folder in another layout (lossless: users without "
+                    "training interactions are kept).")
+    p.add_argument("src", help="dataset folder or .inter file, any layout (detected)")
+    p.add_argument("dst", help="output folder")
+    p.add_argument("--to", required=True, choices=LAYOUTS, help="target layout")
+    p.add_argument("--layout", default=None, choices=LAYOUTS, help="source layout (default: detected)")
+    p.add_argument("--name", default=None, help="dataset name (NAME.inter); also the output name")
+    a = p.parse_args(argv)
+    src_layout = a.layout or detect_layout(a.src, a.name)
+    out = convert_dataset(a.src, a.dst, a.to, layout=src_layout, name=a.name)
+    print(f"converted {a.src} ({src_layout}) -> {out} ({a.to})")
+    return 0
+
+
 def cmd_models(argv: list[str]) -> int:
     for name in sorted(MODELS):
         cls = MODELS[name]
@@ -201,18 +220,19 @@ def cmd_models(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-            "stats": cmd_stats, "models": cmd_models}
+            "stats": cmd_stats, "models": cmd_models, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: mmgraph {train,evaluate,recommend,stats,models} [options]\n\n"
+        print("usage: mmgraph {train,evaluate,recommend,stats,models,convert} [options]\n\n"
               "  train      train a model (mmgraph train --model NAME --help)\n"
               "  evaluate   metrics of a trained run\n"
               "  recommend  top-k items for users of a trained run\n"
               "  stats      dataset statistics\n"
-              "  models     list models and their default options\n\n"
+              "  models     list models and their default options\n"
+              "  convert    rewrite a dataset in another layout (mmrec, npy, diffmm, json, recbole)\n\n"
               f"models: {_model_list()}")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)

@@ -1,6 +1,8 @@
-r"""Reading and writing datasets on disk.
+r"""Reading and writing datasets on disk: the MMRec and ``[2, E]`` layouts,
+item features, and :func:`assemble`, the funnel every loader (these and
+those of :mod:`mmgraph.data.formats`) goes through.
 
-Two directory layouts are understood, and both produce the same
+Both layouts produce the same
 :class:`~torch_geometric.data.HeteroData` (see :mod:`mmgraph.data.hetero`)
 for the same interactions:
 
@@ -14,8 +16,9 @@ for the same interactions:
   integer array ``[2, E]`` (row 0 user, row 1 item), plus the same optional
   ``*_feat.npy`` files.
 
-:func:`load_dataset` is the single entry point: a directory (layout detected),
-a ``.inter`` file, or ``'synthetic:<preset>[?key=value&...]'``.
+The single entry point is :func:`mmgraph.data.load_dataset`
+(:mod:`mmgraph.data.layouts`): a directory in any layout (detected), a
+``.inter`` file, or ``'synthetic:<preset>[?key=value&...]'``.
 """
 from __future__ import annotations
 
@@ -34,8 +37,7 @@ from .validate import DataValidationError, validate_features, validate_interacti
 
 __all__ = [
     "MMREC_COLUMNS",
-    "detect_layout",
-    "load_dataset",
+    "assemble",
     "read_features",
     "read_mmrec",
     "read_npy_splits",
@@ -285,57 +287,6 @@ def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: i
                     name=name if name is not None else path.resolve().name)[0]
 
 
-def detect_layout(path: str | Path, name: str | None = None) -> str:
-    """``'mmrec'`` or ``'npy'`` for a dataset directory (or ``.inter`` file)."""
-    path = Path(path)
-    if path.is_file():
-        if path.suffix == ".inter":
-            return "mmrec"
-        raise ValueError(f"{path}: not a dataset directory or .inter file")
-    if not path.is_dir():
-        raise FileNotFoundError(f"dataset path {path} does not exist")
-    if (name is not None and (path / f"{name}.inter").is_file()) or \
-            (name is None and any(path.glob("*.inter"))):
-        return "mmrec"
-    if any((path / f"{s}.npy").is_file() for s in SPLITS):
-        return "npy"
-    want = f"{name}.inter" if name is not None else "NAME.inter"
-    raise FileNotFoundError(f"{path}: no dataset found: expected {want} (MMRec layout) or "
-                            f"train.npy, valid.npy, test.npy ([2, E] layout)")
-
-
-def load_dataset(spec: str | Path, **kwargs) -> HeteroData:
-    r"""Load a dataset as the project's :class:`HeteroData`.
-
-    Args:
-        spec: a directory in either layout (detected; force it with
-            ``layout='mmrec'|'npy'``), a ``.inter`` file, or
-            ``'synthetic:<preset>'`` with ``preset`` in ``baby``, ``sports``,
-            ``clothing``, ``elec``, ``tiny``, optionally followed by
-            ``?key=value&...`` generator options
-            (``'synthetic:baby?seed=3&image_dim=256'``).
-        **kwargs: passed to :func:`read_mmrec` / :func:`read_npy_splits`
-            (``num_users``, ``num_items``, ``modalities``, ``name``) or to
-            :func:`~mmgraph.data.synthetic.generate_synthetic` (override the
-            query string).
-
-    Example::
-
-        data = load_dataset("synthetic:tiny")
-        data = load_dataset("~/data/baby")          # baby.inter + image/text_feat.npy
-    """
-    if isinstance(spec, str) and spec.startswith("synthetic:"):
-        from .synthetic import synthetic_dataset
-        return synthetic_dataset(spec, **kwargs)
-    path = Path(spec).expanduser()
-    layout = kwargs.pop("layout", None) or detect_layout(path, kwargs.get("name"))
-    if layout == "mmrec":
-        return read_mmrec(path, **kwargs)
-    if layout == "npy":
-        return read_npy_splits(path, **kwargs)
-    raise ValueError(f"unknown layout {layout!r}; expected 'mmrec' or 'npy'")
-
-
 # --------------------------------------------------------------------------- writers
 def _safe_name(data: HeteroData, name: str | None) -> str:
     name = name if name is not None else getattr(data, "name", None) or "dataset"
@@ -405,28 +356,3 @@ def write_npy_splits(data: HeteroData, directory: str | Path, features: bool = T
     if features:
         _write_features(data, directory)
     return directory
-
-
-def dataset_or_synthetic(data_dir: str | Path | None, fallback: str = "synthetic:baby",
-                         require_features: bool = True, log=print) -> tuple[HeteroData, str]:
-    """The dataset in ``data_dir`` if it is usable, else the synthetic ``fallback``.
-
-    The examples' data behaviour in one place: a missing folder, or (with
-    ``require_features``) one without ``*_feat.npy`` modality files, is
-    reported through ``log`` and replaced by ``load_dataset(fallback)``.
-    Invalid data in a folder that does exist still raises.
-
-    Returns ``(data, spec)`` where ``spec`` names what was loaded.
-    """
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            log(f"[data] {path} does not exist.")
-        elif require_features and not any(path.glob("*_feat.npy")):
-            log(f"[data] {path} has no *_feat.npy modality features; this model needs them.")
-        else:
-            return load_dataset(path), str(path)
-    else:
-        log("[data] no data folder given.")
-    log(f"[data] falling back to {fallback} (synthetic, planted multimodal signal).")
-    return load_dataset(fallback), fallback
