@@ -13,7 +13,8 @@ Example::
     print(format_stats(dataset_stats(data)))
 """
 from .hetero import (FEATURE_PREFIX, INTERACTS, ITEM, REV_INTERACTS, SPLITS, USER, build_hetero,
-                     feature_key, modality_features, modality_names, num_items, num_users,
+                     feature_key, modality_features, modality_names, modality_shapes, num_items,
+                     num_users,
                      similar_edge_type, split_attr_key, split_edge_attr, split_edge_index)
 from .dataset import CACHE_ENV, MultimodalRecDataset
 from .formats import read_diffmm, read_json, read_recbole, write_diffmm, write_json, write_recbole
@@ -32,7 +33,7 @@ __all__ = [
     # layout (hetero.py)
     "USER", "ITEM", "INTERACTS", "REV_INTERACTS", "FEATURE_PREFIX", "SPLITS",
     "feature_key", "similar_edge_type", "num_users", "num_items", "modality_names",
-    "modality_features", "split_edge_index", "split_attr_key", "split_edge_attr", "build_hetero",
+    "modality_features", "modality_shapes", "split_edge_index", "split_attr_key", "split_edge_attr", "build_hetero",
     # io, formats, layouts, dataset
     "MMREC_COLUMNS", "dataset_or_synthetic", "load_dataset", "detect_layout", "read_mmrec", "read_npy_splits",
     "read_features", "write_mmrec", "write_npy_splits", "assemble", "LAYOUTS", "read_layout",

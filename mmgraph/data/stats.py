@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
-from .hetero import INTERACTS, SPLITS, modality_features, num_items, num_users
+from .hetero import INTERACTS, SPLITS, modality_shapes, num_items, num_users
 
 __all__ = ["dataset_stats", "format_stats"]
 
@@ -56,7 +56,7 @@ def dataset_stats(data: HeteroData) -> dict[str, Any]:
         "max_item_degree": int(i_deg.max()) if n_i else 0,
         "cold_items": int((~train_items).sum()),
         "top20_item_share": float(top.sum()) / total if total else 0.0,
-        "modalities": {m: list(f.shape) for m, f in modality_features(data).items()},
+        "modalities": modality_shapes(data),
     }
 
 
