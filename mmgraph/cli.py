@@ -184,11 +184,21 @@ def cmd_recommend(argv: list[str]) -> int:
 
 
 def cmd_stats(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="mmgraph stats", description="Dataset statistics.")
+    p = argparse.ArgumentParser(prog="mmgraph stats",
+                                description="Dataset statistics: sizes, splits, degrees, the "
+                                            "detected layout and per-modality feature statistics.")
     p.add_argument("data", nargs="?", default=DEFAULT_DATA)
     a = p.parse_args(argv)
-    print(format_stats(dataset_stats(load_dataset(a.data))))
+    print(format_stats(_stats_report(a.data)))
     return 0
+
+
+def _stats_report(spec: str) -> dict:
+    """:func:`dataset_stats` with feature statistics and the detected layout."""
+    from .data.layouts import detect_layout
+    stats = dataset_stats(load_dataset(spec), features=True)
+    stats["layout"] = "synthetic" if spec.startswith("synthetic:") else detect_layout(spec)
+    return stats
 
 
 def cmd_convert(argv: list[str]) -> int:
@@ -230,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
               "  train      train a model (mmgraph train --model NAME --help)\n"
               "  evaluate   metrics of a trained run\n"
               "  recommend  top-k items for users of a trained run\n"
-              "  stats      dataset statistics\n"
+              "  stats      dataset statistics (layout, sizes, feature norms/zero/duplicate rows)\n"
               "  models     list models and their default options\n"
               "  convert    rewrite a dataset in another layout (mmrec, npy, diffmm, json, recbole)\n\n"
               f"models: {_model_list()}")

@@ -23,7 +23,7 @@ from .layouts import (LAYOUTS, convert_dataset, dataset_or_synthetic, detect_lay
                       read_layout)
 from .preprocess import (PreprocessResult, encode_text, factorize, k_core_filter, per_user_split,
                          preprocess_interactions, split_sizes)
-from .stats import dataset_stats, format_stats
+from .stats import dataset_stats, feature_stats, format_stats
 from .synthetic import (PRESETS, SyntheticFactors, generate_synthetic, parse_synthetic_spec,
                         synthetic_dataset)
 from .validate import (DataValidationError, ValidatedInteractions, validate_features,
@@ -49,5 +49,5 @@ __all__ = [
     "generate_synthetic", "synthetic_dataset", "parse_synthetic_spec", "PRESETS",
     "SyntheticFactors",
     # stats
-    "dataset_stats", "format_stats",
+    "dataset_stats", "feature_stats", "format_stats",
 ]
