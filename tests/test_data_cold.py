@@ -46,11 +46,17 @@ def _train_two_epochs(data, model_name):
     torch.manual_seed(0)
     cls = get_model_class(model_name)
     model = cls(data, cls.config_class())
-    cfg = TrainConfig(epochs=2, batch_size=512, progress=False, patience=50, out_dir=None)
+    cfg = TrainConfig(epochs=2, batch_size=1024, progress=False, patience=50, out_dir=None)
     return Trainer(model, data, cfg).fit()
 
 
-@pytest.mark.parametrize("model_name", ["lightgcn", "freedom"])
+def _model_names():
+    import mmgraph.models  # noqa: F401  (registers every model)
+    from mmgraph.models.base import MODELS
+    return sorted(MODELS)
+
+
+@pytest.mark.parametrize("model_name", _model_names())
 def test_users_without_edges_train_and_evaluate(cold_dir, model_name):
     with pytest.warns(UserWarning, match="dropped"):
         data = load_dataset(cold_dir)

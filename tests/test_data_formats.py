@@ -1,6 +1,5 @@
 """The other layouts (DiffMM, LATTICE JSON, RecBole): hand-made folders, round
 trips through every layout, bad inputs naming the file, conversion."""
-import json
 import pickle
 import warnings
 
@@ -11,8 +10,8 @@ import torch
 from conftest import SHARED_DATA
 from test_data_io import assert_same, toy
 
-from mmgraph.data import (INTERACTS, LAYOUTS, DataValidationError, convert_dataset, detect_layout,
-                          load_dataset, modality_features, read_diffmm, read_json, read_recbole,
+from mmgraph.data import (LAYOUTS, DataValidationError, convert_dataset, detect_layout,
+                          load_dataset, modality_features, read_diffmm, read_json,
                           split_edge_attr, split_edge_index, write_diffmm, write_json, write_mmrec,
                           write_npy_splits, write_recbole)
 
@@ -20,13 +19,6 @@ sp = pytest.importorskip("scipy.sparse")
 
 WRITE = {"mmrec": lambda d, p: write_mmrec(d, p, "toy"), "npy": write_npy_splits,
          "diffmm": write_diffmm, "json": write_json, "recbole": lambda d, p: write_recbole(d, p, "toy")}
-
-
-def no_warnings():
-    ctx = warnings.catch_warnings()
-    ctx.__enter__()
-    warnings.simplefilter("error")
-    return ctx
 
 
 # ----------------------------------------------------------------- round trips

@@ -146,9 +146,9 @@ def format_stats(stats: dict[str, Any]) -> str:
         rows.append((f"x_{m}", " x ".join(f"{d:,}" for d in shape)))
         if m in fstats:
             f = fstats[m]
-            rows.append((f"  norms", f"mean {f['norm_mean']:.4g}, min {f['norm_min']:.4g}, "
+            rows.append(("  norms", f"mean {f['norm_mean']:.4g}, min {f['norm_min']:.4g}, "
                                      f"max {f['norm_max']:.4g}"))
-            rows.append((f"  rows", f"{f['nan_rows']:,} NaN/inf, {f['zero_rows']:,} zero, "
+            rows.append(("  rows", f"{f['nan_rows']:,} NaN/inf, {f['zero_rows']:,} zero, "
                                     f"{f['duplicate_rows']:,} duplicate"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
