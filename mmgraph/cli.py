@@ -184,10 +184,39 @@ def cmd_recommend(argv: list[str]) -> int:
 
 
 def cmd_stats(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="mmgraph stats", description="Dataset statistics.")
+    p = argparse.ArgumentParser(prog="mmgraph stats",
+                                description="Dataset statistics: sizes, splits, degrees, the "
+                                            "detected layout and per-modality feature statistics.")
     p.add_argument("data", nargs="?", default=DEFAULT_DATA)
     a = p.parse_args(argv)
-    print(format_stats(dataset_stats(load_dataset(a.data))))
+    print(format_stats(_stats_report(a.data)))
+    return 0
+
+
+def _stats_report(spec: str) -> dict:
+    """:func:`dataset_stats` with feature statistics and the detected layout."""
+    from .data.layouts import detect_layout
+    stats = dataset_stats(load_dataset(spec), features=True)
+    stats["layout"] = "synthetic" if spec.startswith("synthetic:") else detect_layout(spec)
+    return stats
+
+
+def cmd_convert(argv: list[str]) -> int:
+    """``mmgraph convert SRC DST --to LAYOUT``: rewrite a dataset in another layout."""
+    from .data.layouts import LAYOUTS, convert_dataset, detect_layout
+    p = argparse.ArgumentParser(
+        prog="mmgraph convert",
+        description="Rewrite a dataset folder in another layout (lossless: users without "
+                    "training interactions are kept).")
+    p.add_argument("src", help="dataset folder or .inter file, any layout (detected)")
+    p.add_argument("dst", help="output folder")
+    p.add_argument("--to", required=True, choices=LAYOUTS, help="target layout")
+    p.add_argument("--layout", default=None, choices=LAYOUTS, help="source layout (default: detected)")
+    p.add_argument("--name", default=None, help="dataset name (NAME.inter); also the output name")
+    a = p.parse_args(argv)
+    src_layout = a.layout or detect_layout(a.src, a.name)
+    out = convert_dataset(a.src, a.dst, a.to, layout=src_layout, name=a.name)
+    print(f"converted {a.src} ({src_layout}) -> {out} ({a.to})")
     return 0
 
 
@@ -201,18 +230,19 @@ def cmd_models(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-            "stats": cmd_stats, "models": cmd_models}
+            "stats": cmd_stats, "models": cmd_models, "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: mmgraph {train,evaluate,recommend,stats,models} [options]\n\n"
+        print("usage: mmgraph {train,evaluate,recommend,stats,models,convert} [options]\n\n"
               "  train      train a model (mmgraph train --model NAME --help)\n"
               "  evaluate   metrics of a trained run\n"
               "  recommend  top-k items for users of a trained run\n"
-              "  stats      dataset statistics\n"
-              "  models     list models and their default options\n\n"
+              "  stats      dataset statistics (layout, sizes, feature norms/zero/duplicate rows)\n"
+              "  models     list models and their default options\n"
+              "  convert    rewrite a dataset in another layout (mmrec, npy, diffmm, json, recbole)\n\n"
               f"models: {_model_list()}")
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown command {argv[0]!r}", file=sys.stderr)

@@ -31,3 +31,17 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _processed_cache(tmp_path_factory):
+    """Processed dataset caches of the suite go to a temporary folder, never to
+    the user's ~/.cache or next to read-only data (restored afterwards)."""
+    import os
+    before = os.environ.get("MMGRAPH_CACHE")
+    os.environ["MMGRAPH_CACHE"] = str(tmp_path_factory.mktemp("mmgraph-cache"))
+    yield
+    if before is None:
+        os.environ.pop("MMGRAPH_CACHE", None)
+    else:
+        os.environ["MMGRAPH_CACHE"] = before

@@ -39,3 +39,39 @@ def test_format_large_numbers():
     assert "19,445" in text and "160,792" in text and "0.1173%" in text
     assert "118,551 (73.7%)" in text
     assert text.splitlines()[-1].split() == ["modalities", "none"]
+
+
+def test_feature_stats_hand_computed():
+    from mmgraph.data import feature_stats
+    x = np.array([[3, 4], [0, 0], [3, 4], [0, 1], [np.nan, 1]], np.float32)
+    data = build_hetero(2, 5, np.array([[0, 1], [0, 1]]), np.array([[0], [2]]),
+                        np.array([[1], [3]]), {"image": x})
+    f = feature_stats(data)["image"]
+    assert f == {"dim": 2, "norm_mean": pytest.approx((5 + 0 + 5 + 1) / 4), "norm_min": 0.0,
+                 "norm_max": 5.0, "nan_rows": 1, "zero_rows": 1, "duplicate_rows": 1}
+    st = dataset_stats(data, features=True)
+    assert st["feature_stats"]["image"]["duplicate_rows"] == 1
+    assert "feature_stats" not in dataset_stats(data)
+    st["layout"] = "npy"
+    lines = format_stats(st).splitlines()
+    assert "layout" in lines[0] and lines[0].split()[-1] == "npy"
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("x_image"))
+    assert lines[i + 1].split(None, 1)[1] == "mean 2.75, min 0, max 5"
+    assert lines[i + 2].split(None, 1)[1] == "1 NaN/inf, 1 zero, 1 duplicate"
+
+
+def test_cli_stats_reports_layout_and_features(tmp_path, capsys):
+    from mmgraph.cli import main
+    from mmgraph.data import write_diffmm
+    pytest.importorskip("scipy")
+    feats = np.zeros((4, 3), np.float32)
+    feats[0] = [1, 2, 2]
+    data = build_hetero(2, 4, np.array([[0, 0, 1, 1], [0, 1, 2, 3]]), np.array([[0], [2]]),
+                        np.array([[1], [0]]), {"audio": feats}, name="t")
+    write_diffmm(data, tmp_path)
+    assert main(["stats", str(tmp_path)]) == 0
+    out = dict(ln.split(None, 1) for ln in capsys.readouterr().out.splitlines())
+    assert out["layout"].strip() == "diffmm"
+    assert out["x_audio"].strip() == "4 x 3"
+    assert out["rows"].strip() == "0 NaN/inf, 3 zero, 2 duplicate"
+    assert out["norms"].strip() == "mean 0.75, min 0, max 3"

@@ -160,3 +160,50 @@ def test_baby_scale():
     assert st["valid"] > 0 and st["test"] > 0
     assert data["item"].x_image.shape == (7_050, 4096)
     assert elapsed < 60                                # a few seconds on an idle machine
+
+
+# ----------------------------------------------------------------- lazily built features
+def test_lazy_features_match_eager_and_are_pinned():
+    from mmgraph.data.lazy import is_lazy
+    lazy = load_dataset("synthetic:tiny?seed=3")
+    eager = load_dataset("synthetic:tiny?seed=3", lazy_features=False)
+    assert is_lazy(lazy, "image") and is_lazy(lazy, "text") and not is_lazy(eager, "image")
+    for m in ("image", "text"):
+        assert torch.equal(lazy["item"][f"x_{m}"], eager["item"][f"x_{m}"])
+    assert not is_lazy(lazy, "image")
+    # the values of today's generator (seed 3), pinned
+    img, txt = lazy["item"].x_image.double(), lazy["item"].x_text.double()
+    assert float(img.sum()) == pytest.approx(280967.52749536216, rel=1e-12)
+    assert float((img * img).sum()) == pytest.approx(250937.97751894087, rel=1e-12)
+    assert float(txt.sum()) == pytest.approx(8.985742612043992, rel=1e-9)
+    assert lazy["item"].x_image[7, :3].tolist() == [0.0, 0.22928965091705322, 0.0]
+
+
+def test_lazy_features_built_only_when_read(tmp_path):
+    import copy
+    import pickle
+
+    from mmgraph.data import dataset_stats, modality_names, modality_shapes
+    from mmgraph.data.lazy import is_lazy
+    from mmgraph.models import FREEDOM, LightGCN
+    from mmgraph.train import Trainer, TrainConfig
+    data = load_dataset("synthetic:tiny")
+    # listing, shapes, membership and the CLI's stats build nothing
+    assert modality_names(data) == ["image", "text"] and "x_image" in data["item"]
+    assert modality_shapes(data) == {"image": [200, 4096], "text": [200, 384]}
+    assert dataset_stats(data)["modalities"] == {"image": [200, 4096], "text": [200, 384]}
+    # a model without modalities trains without building them
+    cfg = TrainConfig(epochs=1, progress=False, out_dir=str(tmp_path / "run"))
+    Trainer(LightGCN(data), data, cfg).fit()
+    assert is_lazy(data, "image") and is_lazy(data, "text")
+    # copies share the pending features; pickling builds them
+    data = load_dataset("synthetic:tiny")
+    shallow = copy.copy(data)
+    back = pickle.loads(pickle.dumps(data))
+    assert not is_lazy(data, "image") and torch.equal(back["item"].x_image, data["item"].x_image)
+    assert shallow["item"].x_image is data["item"].x_image
+    # a model reading modalities gets real tensors
+    fresh = load_dataset("synthetic:tiny")
+    FREEDOM(fresh)
+    assert not is_lazy(fresh, "image") and type(fresh["item"].x_image) is torch.Tensor
+    assert fresh["item"].get("x_text").shape == (200, 384)

@@ -118,12 +118,17 @@ def test_ids_out_of_range(tmp_path):
 
 
 def test_non_contiguous_ids(tmp_path):
-    # item 3 and 5 never occur in 0..6
+    # item 3 and 5 never occur in 0..6: catalogue items, kept as cold items with a warning
     rows = [(0, 0, 0), (0, 1, 0), (1, 2, 0), (1, 4, 0), (0, 6, 1), (1, 0, 2)]
+    with pytest.warns(UserWarning, match=r"d\.inter: 2 of the item ids 0\.\.6 occur in no "
+                                         r"interaction \(first: 3, 5\); kept as cold items"):
+        data = read_mmrec(inter(tmp_path, rows))
+    assert data["item"].num_nodes == 7
+    # validate_hetero(contiguous=True) still demands every item
     with pytest.raises(DataValidationError,
-                       match=r"d\.inter: item ids are not contiguous: 2 of the ids 0\.\.6 never "
+                       match=r"HeteroData: item ids are not contiguous: 2 of the ids 0\.\.6 never "
                              r"occur \(first missing: 3, 5\)"):
-        read_mmrec(inter(tmp_path, rows))
+        validate_hetero(data, contiguous=True)
     # an explicit size larger than used ids also leaves a gap
     with pytest.raises(DataValidationError, match=r"user ids are not contiguous.*first missing: 2"):
         read_mmrec(inter(tmp_path, GOOD), num_users=3)
@@ -164,7 +169,50 @@ def test_user_without_training_interaction(tmp_path):
     rows = GOOD + [(2, 0, 1), (2, 1, 2)]           # user 2 only in valid/test
     with pytest.raises(DataValidationError, match=r"d\.inter: 1 user\(s\) have no training "
                                                   r"interaction \(first: 2\)"):
-        read_mmrec(inter(tmp_path, rows))
+        read_mmrec(inter(tmp_path, rows), cold_users="error")
+
+
+def test_cold_users_drop_default_and_keep(tmp_path):
+    # user 2 has valid/test but no train edge, user 1 has a rating column to stay aligned
+    rows = GOOD + [(2, 0, 1), (2, 1, 2), (3, 0, 0)]
+    path = inter(tmp_path, rows)
+    with pytest.warns(UserWarning, match=r"d\.inter: 1 user\(s\) have no training interaction "
+                                         r"\(first: 2\); dropped their 2 valid/test "
+                                         r"interaction\(s\) \(valid: 1, test: 1\)"):
+        data = load_dataset(path)
+    assert data["user"].num_nodes == 4                       # id space unchanged
+    assert split_edge_index(data, "valid").tolist() == [[0], [2]]
+    assert split_edge_index(data, "test").tolist() == [[1], [0]]
+    validate_hetero(data)                                     # user 2 has no edge at all: fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = load_dataset(path, cold_users="keep")
+    assert split_edge_index(kept, "valid").tolist() == [[0, 2], [2, 0]]
+    assert split_edge_index(kept, "test").tolist() == [[1, 2], [0, 1]]
+    with pytest.raises(DataValidationError, match="no training interaction"):
+        validate_hetero(kept)
+    validate_hetero(kept, cold_users="keep")
+    with pytest.raises(ValueError, match=r"cold_users must be one of \('drop', 'error', 'keep'\)"):
+        load_dataset(path, cold_users="ignore")
+
+
+def test_cold_users_drop_keeps_extras_aligned(tmp_path):
+    (tmp_path / "r.inter").write_text(
+        HEADER + "0\t0\t5\t10\t0\n1\t1\t4\t11\t0\n2\t0\t3\t12\t1\n0\t1\t2\t13\t1\n"
+        "2\t1\t1\t14\t2\n1\t0\t7\t15\t2\n")
+    with pytest.warns(UserWarning, match="dropped their 2 valid/test"):
+        data = read_mmrec(tmp_path / "r.inter")
+    from mmgraph.data import split_edge_attr
+    assert split_edge_attr(data, "valid", "rating").tolist() == [2.0]
+    assert split_edge_attr(data, "test", "timestamp").tolist() == [15]
+
+
+def test_cold_users_drop_empties_a_split(tmp_path):
+    rows = [(0, 0, 0), (0, 1, 0), (1, 1, 1), (0, 2, 2)]     # the only valid edge is user 1's
+    with pytest.raises(DataValidationError, match=r"d\.inter: the valid split is empty after "
+                                                  r"dropping"):
+        with pytest.warns(UserWarning):
+            read_mmrec(inter(tmp_path, rows))
 
 
 def test_duplicates_removed_with_warning(tmp_path):
@@ -226,7 +274,8 @@ def test_validate_interactions_arrays():
                                  "test": GOOD_NPY[2]})
     assert (out.num_users, out.num_items) == (2, 3)
     with pytest.raises(DataValidationError, match="mine: 1 user"):
-        validate_interactions({"train": [[0], [0]], "test": [[1], [0]]}, sources="mine")
+        validate_interactions({"train": [[0], [0]], "test": [[1], [0]]}, sources="mine",
+                              cold_users="error")
 
 
 def test_validate_hetero_catches_bad_data():

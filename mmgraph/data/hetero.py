@@ -69,6 +69,16 @@ def modality_features(data: HeteroData) -> dict[str, Tensor]:
     return {m: data[ITEM][feature_key(m)] for m in modality_names(data)}
 
 
+def modality_shapes(data: HeteroData) -> dict[str, list[int]]:
+    """``{modality: [n_items, dim]}`` without building lazily generated features."""
+    store = data[ITEM]
+    out = {}
+    for m in modality_names(data):
+        value = store._mapping[feature_key(m)]
+        out[m] = list(getattr(value, "shape"))
+    return out
+
+
 def split_edge_index(data: HeteroData, split: str) -> Tensor:
     """``[2, E]`` user/item ids of ``split`` in ``('train', 'valid', 'test')``."""
     if split not in SPLITS:

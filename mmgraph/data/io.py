@@ -1,6 +1,8 @@
-r"""Reading and writing datasets on disk.
+r"""Reading and writing datasets on disk: the MMRec and ``[2, E]`` layouts,
+item features, and :func:`assemble`, the funnel every loader (these and
+those of :mod:`mmgraph.data.formats`) goes through.
 
-Two directory layouts are understood, and both produce the same
+Both layouts produce the same
 :class:`~torch_geometric.data.HeteroData` (see :mod:`mmgraph.data.hetero`)
 for the same interactions:
 
@@ -14,8 +16,9 @@ for the same interactions:
   integer array ``[2, E]`` (row 0 user, row 1 item), plus the same optional
   ``*_feat.npy`` files.
 
-:func:`load_dataset` is the single entry point: a directory (layout detected),
-a ``.inter`` file, or ``'synthetic:<preset>[?key=value&...]'``.
+The single entry point is :func:`mmgraph.data.load_dataset`
+(:mod:`mmgraph.data.layouts`): a directory in any layout (detected), a
+``.inter`` file, or ``'synthetic:<preset>[?key=value&...]'``.
 """
 from __future__ import annotations
 
@@ -34,8 +37,7 @@ from .validate import DataValidationError, validate_features, validate_interacti
 
 __all__ = [
     "MMREC_COLUMNS",
-    "detect_layout",
-    "load_dataset",
+    "assemble",
     "read_features",
     "read_mmrec",
     "read_npy_splits",
@@ -88,6 +90,46 @@ def read_features(directory: str | Path, num_items: int,
             raise DataValidationError(f"{path}: cannot read as a numeric .npy array ({err})") from None
         out[m] = validate_features(arr, num_items, m, str(path))
     return out
+
+
+def assemble(splits, *, sources, lines=None, num_users: int | None = None,
+             num_items: int | None = None, feature_dir: str | Path | None = None,
+             modalities: Iterable[str] | None = None, features=None, dedup: bool = True,
+             cold_users: str = "drop", name: str | None = None):
+    r"""The one funnel of every loader: validate, read features, build the data.
+
+    Args:
+        splits: raw ``{split: [2, E]}`` user/item ids.
+        sources, lines: file names (and line numbers) for messages, see
+            :func:`~mmgraph.data.validate.validate_interactions`.
+        feature_dir: folder of ``<modality>_feat.npy`` files (or ``None``).
+        features: ``{modality: (array, source)}`` read by the loader itself
+            (e.g. RecBole ``.item`` columns); validated the same way.
+        cold_users: ``'drop'`` | ``'error'`` | ``'keep'`` (see
+            :func:`~mmgraph.data.validate.check_train_coverage`).
+
+    Item ids occurring in no interaction are kept as cold catalogue items
+    (with a warning); feature rows after the largest interacted id need an
+    explicit ``num_items``.
+
+    Returns:
+        ``(data, checked)`` with the :class:`ValidatedInteractions` (its
+        ``keep`` masks align per-interaction columns).
+    """
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    checked = validate_interactions(splits, num_users, num_items, sources=sources, lines=lines,
+                                    dedup=dedup, cold_users=cold_users)
+    if features is not None:
+        feats = {m: validate_features(a, checked.num_items, m, src) for m, (a, src) in features.items()}
+    elif feature_dir is not None:
+        feats = read_features(feature_dir, checked.num_items, modalities)
+    else:
+        feats = {}
+    s = checked.splits
+    data = build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
+                        feats, name=name)
+    return data, checked
 
 
 # --------------------------------------------------------------------------- MMRec layout
@@ -172,7 +214,7 @@ def _find_inter(path: Path, name: str | None) -> Path:
 
 def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None = None,
                num_items: int | None = None, modalities: Iterable[str] | None = None,
-               extras: bool = True, dedup: bool = True) -> HeteroData:
+               extras: bool = True, dedup: bool = True, cold_users: str = "drop") -> HeteroData:
     r"""Read an MMRec dataset (``NAME.inter`` + ``*_feat.npy``).
 
     Args:
@@ -185,6 +227,9 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
             per-interaction attributes (``data[INTERACTS].rating``,
             ``.valid_rating``, ...) when present and not all zero.
         dedup: drop repeated (user, item) pairs with a warning.
+        cold_users: users with valid/test but no training interactions:
+            ``'drop'`` their held-out interactions (warning, ids unchanged),
+            ``'error'`` or ``'keep'`` (see :mod:`mmgraph.data.validate`).
 
     Raises:
         FileNotFoundError: missing directory / ``.inter`` / requested feature file.
@@ -201,13 +246,11 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
             f"{idx.size} row(s) have other values, first {label[idx[0]]:g}")
     masks = {s: label == v for s, v in _LABELS.items()}
     ids = np.stack([columns["userID"], columns["itemID"]])
-    checked = validate_interactions({s: ids[:, m] for s, m in masks.items()}, num_users, num_items,
-                                    sources=str(inter), lines={s: lines[m] for s, m in masks.items()},
-                                    dedup=dedup)
-    feats = read_features(inter.parent, checked.num_items, modalities)
-    s = checked.splits
-    data = build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
-                        feats, name=name if name is not None else inter.stem)
+    data, checked = assemble({s: ids[:, m] for s, m in masks.items()}, sources=str(inter),
+                             lines={s: lines[m] for s, m in masks.items()}, num_users=num_users,
+                             num_items=num_items, feature_dir=inter.parent, modalities=modalities,
+                             dedup=dedup, cold_users=cold_users,
+                             name=name if name is not None else inter.stem)
     if extras:
         for col in _EXTRAS:
             if col not in columns or not np.any(columns[col]):
@@ -221,7 +264,7 @@ def read_mmrec(path: str | Path, name: str | None = None, num_users: int | None 
 # --------------------------------------------------------------------------- [2, E] layout
 def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: int | None = None,
                     modalities: Iterable[str] | None = None, name: str | None = None,
-                    dedup: bool = True) -> HeteroData:
+                    dedup: bool = True, cold_users: str = "drop") -> HeteroData:
     r"""Read ``train.npy`` / ``valid.npy`` / ``test.npy`` (``[2, E]`` each) +
     ``*_feat.npy`` from a directory. Arguments as in :func:`read_mmrec`;
     ``name`` defaults to the directory name."""
@@ -239,62 +282,9 @@ def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: i
         except ValueError as err:
             raise DataValidationError(f"{f}: cannot read as a numeric .npy array ({err})") from None
         sources[s] = str(f)
-    checked = validate_interactions(raw, num_users, num_items, sources=sources, dedup=dedup)
-    feats = read_features(path, checked.num_items, modalities)
-    s = checked.splits
-    return build_hetero(checked.num_users, checked.num_items, s["train"], s["valid"], s["test"],
-                        feats, name=name if name is not None else path.resolve().name)
-
-
-def detect_layout(path: str | Path, name: str | None = None) -> str:
-    """``'mmrec'`` or ``'npy'`` for a dataset directory (or ``.inter`` file)."""
-    path = Path(path)
-    if path.is_file():
-        if path.suffix == ".inter":
-            return "mmrec"
-        raise ValueError(f"{path}: not a dataset directory or .inter file")
-    if not path.is_dir():
-        raise FileNotFoundError(f"dataset path {path} does not exist")
-    if (name is not None and (path / f"{name}.inter").is_file()) or \
-            (name is None and any(path.glob("*.inter"))):
-        return "mmrec"
-    if any((path / f"{s}.npy").is_file() for s in SPLITS):
-        return "npy"
-    want = f"{name}.inter" if name is not None else "NAME.inter"
-    raise FileNotFoundError(f"{path}: no dataset found: expected {want} (MMRec layout) or "
-                            f"train.npy, valid.npy, test.npy ([2, E] layout)")
-
-
-def load_dataset(spec: str | Path, **kwargs) -> HeteroData:
-    r"""Load a dataset as the project's :class:`HeteroData`.
-
-    Args:
-        spec: a directory in either layout (detected; force it with
-            ``layout='mmrec'|'npy'``), a ``.inter`` file, or
-            ``'synthetic:<preset>'`` with ``preset`` in ``baby``, ``sports``,
-            ``clothing``, ``elec``, ``tiny``, optionally followed by
-            ``?key=value&...`` generator options
-            (``'synthetic:baby?seed=3&image_dim=256'``).
-        **kwargs: passed to :func:`read_mmrec` / :func:`read_npy_splits`
-            (``num_users``, ``num_items``, ``modalities``, ``name``) or to
-            :func:`~mmgraph.data.synthetic.generate_synthetic` (override the
-            query string).
-
-    Example::
-
-        data = load_dataset("synthetic:tiny")
-        data = load_dataset("~/data/baby")          # baby.inter + image/text_feat.npy
-    """
-    if isinstance(spec, str) and spec.startswith("synthetic:"):
-        from .synthetic import synthetic_dataset
-        return synthetic_dataset(spec, **kwargs)
-    path = Path(spec).expanduser()
-    layout = kwargs.pop("layout", None) or detect_layout(path, kwargs.get("name"))
-    if layout == "mmrec":
-        return read_mmrec(path, **kwargs)
-    if layout == "npy":
-        return read_npy_splits(path, **kwargs)
-    raise ValueError(f"unknown layout {layout!r}; expected 'mmrec' or 'npy'")
+    return assemble(raw, sources=sources, num_users=num_users, num_items=num_items,
+                    feature_dir=path, modalities=modalities, dedup=dedup, cold_users=cold_users,
+                    name=name if name is not None else path.resolve().name)[0]
 
 
 # --------------------------------------------------------------------------- writers
@@ -366,28 +356,3 @@ def write_npy_splits(data: HeteroData, directory: str | Path, features: bool = T
     if features:
         _write_features(data, directory)
     return directory
-
-
-def dataset_or_synthetic(data_dir: str | Path | None, fallback: str = "synthetic:baby",
-                         require_features: bool = True, log=print) -> tuple[HeteroData, str]:
-    """The dataset in ``data_dir`` if it is usable, else the synthetic ``fallback``.
-
-    The examples' data behaviour in one place: a missing folder, or (with
-    ``require_features``) one without ``*_feat.npy`` modality files, is
-    reported through ``log`` and replaced by ``load_dataset(fallback)``.
-    Invalid data in a folder that does exist still raises.
-
-    Returns ``(data, spec)`` where ``spec`` names what was loaded.
-    """
-    if data_dir:
-        path = Path(data_dir)
-        if not path.is_dir():
-            log(f"[data] {path} does not exist.")
-        elif require_features and not any(path.glob("*_feat.npy")):
-            log(f"[data] {path} has no *_feat.npy modality features; this model needs them.")
-        else:
-            return load_dataset(path), str(path)
-    else:
-        log("[data] no data folder given.")
-    log(f"[data] falling back to {fallback} (synthetic, planted multimodal signal).")
-    return load_dataset(fallback), fallback

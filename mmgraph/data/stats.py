@@ -6,12 +6,45 @@ from typing import Any
 import torch
 from torch_geometric.data import HeteroData
 
-from .hetero import INTERACTS, SPLITS, modality_features, num_items, num_users
+import numpy as np
 
-__all__ = ["dataset_stats", "format_stats"]
+from .hetero import INTERACTS, SPLITS, modality_features, modality_shapes, num_items, num_users
+
+__all__ = ["dataset_stats", "feature_stats", "format_stats"]
 
 
-def dataset_stats(data: HeteroData) -> dict[str, Any]:
+def feature_stats(data: HeteroData) -> dict[str, dict[str, Any]]:
+    r"""Per-modality statistics of the item features.
+
+    Returns:
+        ``{modality: {'dim', 'norm_mean', 'norm_min', 'norm_max' (L2 norms
+        of the finite rows), 'nan_rows' (rows with a NaN or inf),
+        'zero_rows' (all-zero rows, e.g. items without an image),
+        'duplicate_rows' (rows equal to an earlier row)}}``.
+    """
+    out = {}
+    for m, x in modality_features(data).items():
+        x = x.detach().cpu().float()
+        finite = torch.isfinite(x).all(dim=1)
+        norms = x[finite].norm(dim=1)
+        zero = (x == 0).all(dim=1)
+        rows = x.contiguous().numpy()
+        if rows.shape[0] and rows.shape[1]:
+            keys = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+            n_unique = np.unique(keys.ravel()).size
+        else:
+            n_unique = rows.shape[0]
+        out[m] = {"dim": int(x.size(1)),
+                  "norm_mean": float(norms.mean()) if norms.numel() else 0.0,
+                  "norm_min": float(norms.min()) if norms.numel() else 0.0,
+                  "norm_max": float(norms.max()) if norms.numel() else 0.0,
+                  "nan_rows": int((~finite).sum()),
+                  "zero_rows": int(zero.sum()),
+                  "duplicate_rows": int(rows.shape[0] - n_unique)}
+    return out
+
+
+def dataset_stats(data: HeteroData, features: bool = False) -> dict[str, Any]:
     r"""Sizes, density, split counts, degrees and modality shapes of ``data``.
 
     Returns:
@@ -22,6 +55,9 @@ def dataset_stats(data: HeteroData) -> dict[str, Any]:
         'cold_items' (items without a training edge),
         'top20_item_share' (share of interactions on the 20% most popular items),
         'modalities': {m: [num_items, dim]}}``; degrees count all splits.
+        With ``features=True`` also ``'feature_stats'``: :func:`feature_stats`
+        (reads every feature matrix; off by default so that lazily generated
+        synthetic features are not built just to print sizes).
     """
     n_u, n_i = num_users(data), num_items(data)
     store = data[INTERACTS]
@@ -40,7 +76,7 @@ def dataset_stats(data: HeteroData) -> dict[str, Any]:
     if "edge_index" in store:
         train_items[store["edge_index"][1].cpu()] = True
     top = torch.sort(i_deg, descending=True).values[:max(1, n_i // 5)]
-    return {
+    out = {
         "name": getattr(data, "name", None),
         "users": n_u,
         "items": n_i,
@@ -56,8 +92,11 @@ def dataset_stats(data: HeteroData) -> dict[str, Any]:
         "max_item_degree": int(i_deg.max()) if n_i else 0,
         "cold_items": int((~train_items).sum()),
         "top20_item_share": float(top.sum()) / total if total else 0.0,
-        "modalities": {m: list(f.shape) for m, f in modality_features(data).items()},
+        "modalities": modality_shapes(data),
     }
+    if features:
+        out["feature_stats"] = feature_stats(data)
+    return out
 
 
 def format_stats(stats: dict[str, Any]) -> str:
@@ -78,6 +117,8 @@ def format_stats(stats: dict[str, Any]) -> str:
     rows: list[tuple[str, str]] = []
     if stats.get("name"):
         rows.append(("dataset", str(stats["name"])))
+    if stats.get("layout"):
+        rows.append(("layout", str(stats["layout"])))
     for key in ("users", "items", "interactions"):
         if key in stats:
             rows.append((key, num(stats[key])))
@@ -100,7 +141,14 @@ def format_stats(stats: dict[str, Any]) -> str:
     mods = stats.get("modalities") or {}
     if not mods:
         rows.append(("modalities", "none"))
+    fstats = stats.get("feature_stats") or {}
     for m, shape in mods.items():
         rows.append((f"x_{m}", " x ".join(f"{d:,}" for d in shape)))
+        if m in fstats:
+            f = fstats[m]
+            rows.append(("  norms", f"mean {f['norm_mean']:.4g}, min {f['norm_min']:.4g}, "
+                                     f"max {f['norm_max']:.4g}"))
+            rows.append(("  rows", f"{f['nan_rows']:,} NaN/inf, {f['zero_rows']:,} zero, "
+                                    f"{f['duplicate_rows']:,} duplicate"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

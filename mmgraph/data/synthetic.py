@@ -23,7 +23,7 @@ that multimodal models can exploit:
   ``min_degree`` are then topped up by moving interactions of the users
   with the highest affinity to them away from those users' least-liked
   popular items (every user keeps its degree, every item ends >= ``min_degree``);
-* **features**: noisy non-linear functions of ``v_i``: image
+* **features** (built on first access, see ``lazy_features``): noisy non-linear functions of ``v_i``: image
   ``relu(tanh(v_i A) + \epsilon)`` in ``R^{4096}`` (non-negative like CNN
   ReLU outputs), text ``normalise(tanh(v_i B_1) B_2 + \epsilon)`` in
   ``R^{384}`` (unit norm like sentence-transformers). Cosine kNN on either
@@ -44,6 +44,7 @@ import numpy as np
 from torch_geometric.data import HeteroData
 
 from .hetero import build_hetero
+from .lazy import set_lazy_features
 from .preprocess import per_user_split
 
 __all__ = [
@@ -245,7 +246,7 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
                        split: Sequence[float] = (0.8, 0.1, 0.1),
                        modalities: Sequence[str] = ("image", "text"),
                        name: str | None = None, return_factors: bool = False,
-                       chunk_elems: int = _CHUNK_ELEMS,
+                       chunk_elems: int = _CHUNK_ELEMS, lazy_features: bool = True,
                        ) -> HeteroData | tuple[HeteroData, SyntheticFactors]:
     r"""Generate a synthetic multimodal recommendation dataset (see module doc).
 
@@ -268,6 +269,10 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
         name: ``data.name`` (default ``'synthetic'``).
         return_factors: also return the :class:`SyntheticFactors`.
         chunk_elems: scores held at once while sampling (memory knob).
+        lazy_features: build each feature matrix on first access of
+            ``data['item'].x_<m>`` (see :mod:`mmgraph.data.lazy`), so runs
+            that never read a modality (LightGCN, BPR-MF) skip it; the values
+            are the same as with ``False`` (each modality has its own stream).
 
     Returns:
         :class:`HeteroData` (and :class:`SyntheticFactors` if requested).
@@ -325,13 +330,18 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
         o = np.lexsort((i, u))
         parts.append(np.stack([u[o], i[o]]))
 
-    feats = {}
+    makers = {}
     if "image" in modalities and image_dim > 0:
-        feats["image"] = _image_features(r_img, item_f32, int(image_dim), image_noise)
+        makers["image"] = ((n_i, int(image_dim)), lambda: _image_features(
+            r_img, item_f32, int(image_dim), image_noise))
     if "text" in modalities and text_dim > 0:
-        feats["text"] = _text_features(r_txt, item_f32, int(text_dim), text_noise)
+        makers["text"] = ((n_i, int(text_dim)), lambda: _text_features(
+            r_txt, item_f32, int(text_dim), text_noise))
+    feats = {} if lazy_features else {m: fn() for m, (_, fn) in makers.items()}
     data = build_hetero(n_u, n_i, parts[0], parts[1], parts[2], feats,
                         name=name if name is not None else "synthetic")
+    if lazy_features and makers:
+        set_lazy_features(data, makers)
     if return_factors:
         return data, SyntheticFactors(user_f32, item_f32, user_cluster, item_cluster, log_pop,
                                       float(temperature))

@@ -11,12 +11,19 @@ Checks, in order:
 1. ids are integers (integral floats are accepted), non-negative and, when
    ``num_users`` / ``num_items`` are given, below them;
 2. no split is empty;
-3. ids are contiguous: every id in ``0 .. n-1`` occurs in some split
-   (``n`` = the given size, else max id + 1);
+3. user ids are contiguous: every id in ``0 .. n-1`` occurs in some split
+   (``n`` = the given size, else max id + 1); item ids that occur in no
+   interaction (catalogue items known only from a feature row, or a given
+   ``num_items``) are kept as cold items with a warning giving the count;
 4. duplicate ``(user, item)`` pairs, within or across splits, are removed
    with a :func:`warnings.warn`, keeping the first occurrence in the order
    train, valid, test (so a pair in train and test stays in train);
-5. every user has at least one training interaction.
+5. users with valid/test interactions but no training interaction follow
+   the ``cold_users`` policy: ``'drop'`` (default, as the MMRec toolbox's
+   ``filter_out_cod_start_users``: their valid/test interactions are removed
+   with a warning giving the count, the user id space is unchanged, so they
+   stay as users without any edge), ``'error'`` (refuse the data) or
+   ``'keep'`` (keep them, for cold-start user evaluation).
 
 Features must be ``[num_items, dim]`` real arrays without NaN/inf; any float
 width (float16 included) is accepted and cast to ``float32``.
@@ -37,6 +44,7 @@ __all__ = [
     "DataValidationError",
     "ValidatedInteractions",
     "as_id_array",
+    "COLD_USER_POLICIES",
     "check_contiguous",
     "check_train_coverage",
     "deduplicate",
@@ -46,6 +54,9 @@ __all__ = [
 ]
 
 _MAX_LISTED = 5
+
+#: Values of ``cold_users`` (users with valid/test but no training interactions).
+COLD_USER_POLICIES = ("drop", "error", "keep")
 
 
 class DataValidationError(ValueError):
@@ -114,28 +125,80 @@ def as_id_array(values, kind: str, source: str, lines: np.ndarray | None = None,
     return a
 
 
-def check_contiguous(ids: Sequence[np.ndarray], n: int, kind: str, source: str) -> None:
-    """Raise unless every id in ``0 .. n-1`` occurs in one of ``ids``."""
+def check_contiguous(ids: Sequence[np.ndarray], n: int, kind: str, source: str,
+                     unused: str = "error") -> None:
+    """Check that every id in ``0 .. n-1`` occurs in one of ``ids``.
+
+    ``unused='error'`` raises for ids that never occur; ``'keep'`` accepts
+    them with a warning giving the count (catalogue items without
+    interactions stay as cold items).
+    """
     seen = np.zeros(n, dtype=bool)
     for a in ids:
         seen[a] = True
-    if not seen.all():
-        missing = np.flatnonzero(~seen)
-        raise DataValidationError(
-            f"{source}: {kind} ids are not contiguous: {missing.size} of the ids 0..{n - 1} "
-            f"never occur (first missing: {_fmt_ids(missing)}); ids must be 0-based and "
-            f"contiguous (re-index them, e.g. with mmgraph.data.preprocess_interactions)")
+    if seen.all():
+        return
+    missing = np.flatnonzero(~seen)
+    if unused == "keep":
+        warnings.warn(f"{source}: {missing.size} of the {kind} ids 0..{n - 1} occur in no "
+                      f"interaction (first: {_fmt_ids(missing)}); kept as cold {kind}s "
+                      f"(features kept, ranked as candidates)", stacklevel=3)
+        return
+    raise DataValidationError(
+        f"{source}: {kind} ids are not contiguous: {missing.size} of the ids 0..{n - 1} "
+        f"never occur (first missing: {_fmt_ids(missing)}); ids must be 0-based and "
+        f"contiguous (re-index them, e.g. with mmgraph.data.preprocess_interactions)")
 
 
-def check_train_coverage(train_users: np.ndarray, n_users: int, source: str) -> None:
-    """Raise if some user in ``0 .. n_users-1`` has no training interaction."""
+def check_train_coverage(splits: Mapping[str, np.ndarray], n_users: int, source: str,
+                         cold_users: str = "drop") -> dict[str, np.ndarray]:
+    r"""Apply the ``cold_users`` policy to users with held-out but no training edges.
+
+    Args:
+        splits: ``{split: int64 [2, E]}`` with a ``'train'`` entry.
+        cold_users: ``'drop'`` (remove their valid/test interactions with a
+            warning; ids unchanged), ``'error'`` or ``'keep'``.
+
+    Returns:
+        ``{split: bool [E]}`` keep masks (all ``True`` unless ``'drop'``
+        removed something).
+    """
+    if cold_users not in COLD_USER_POLICIES:
+        raise ValueError(f"cold_users must be one of {COLD_USER_POLICIES}, got {cold_users!r}")
+    keep = {s: np.ones(e.shape[1], dtype=bool) for s, e in splits.items()}
+    if cold_users == "keep" or "train" not in splits:
+        return keep
     has = np.zeros(n_users, dtype=bool)
-    has[train_users] = True
-    if not has.all():
-        missing = np.flatnonzero(~has)
+    has[splits["train"][0]] = True
+    held = [s for s in splits if s != "train"]
+    cold = np.zeros(n_users, dtype=bool)
+    for s in held:
+        cold[splits[s][0]] = True
+    cold &= ~has
+    if not cold.any():
+        return keep
+    users = np.flatnonzero(cold)
+    if cold_users == "error":
         raise DataValidationError(
-            f"{source}: {missing.size} user(s) have no training interaction "
-            f"(first: {_fmt_ids(missing)}); every user needs at least one train edge")
+            f"{source}: {users.size} user(s) have no training interaction "
+            f"(first: {_fmt_ids(users)}); every user needs at least one train edge "
+            f"(cold_users='drop' drops their valid/test interactions, 'keep' keeps them "
+            f"for cold-start evaluation)")
+    for s in held:
+        keep[s] = has[splits[s][0]]
+    per = ", ".join(f"{s}: {int((~keep[s]).sum())}" for s in held if (~keep[s]).any())
+    n_drop = sum(int((~keep[s]).sum()) for s in held)
+    warnings.warn(f"{source}: {users.size} user(s) have no training interaction "
+                  f"(first: {_fmt_ids(users)}); dropped their {n_drop} valid/test "
+                  f"interaction(s) ({per}) as the MMRec toolbox does, user ids unchanged "
+                  f"(cold_users='keep' evaluates them, 'error' refuses such data)",
+                  stacklevel=3)
+    for s in held:
+        if not keep[s].any():
+            raise DataValidationError(
+                f"{source}: the {s} split is empty after dropping the interactions of users "
+                f"without a training interaction (cold_users='drop')")
+    return keep
 
 
 def deduplicate(splits: Mapping[str, np.ndarray], n_items: int,
@@ -187,7 +250,8 @@ def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
                           sources: Mapping[str, str] | str = "interactions",
                           lines: Mapping[str, np.ndarray] | None = None,
                           contiguous: bool = True, dedup: bool = True,
-                          require_train: bool = True) -> ValidatedInteractions:
+                          cold_users: str = "drop", unused_items: str = "keep",
+                          ) -> ValidatedInteractions:
     r"""Validate ``{split: [2, E]}`` user/item id arrays (see module docstring).
 
     Args:
@@ -197,9 +261,13 @@ def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
             when ``None``.
         sources: file name per split (or one name for all) used in messages.
         lines: optional 1-based line numbers per split (text formats).
-        contiguous: require every id below the size to occur.
+        contiguous: check that every id below the size occurs (users:
+            error; items: see ``unused_items``).
         dedup: remove duplicate pairs with a warning.
-        require_train: require every user to have a training interaction.
+        cold_users: ``'drop'`` | ``'error'`` | ``'keep'``, see
+            :func:`check_train_coverage`.
+        unused_items: ``'keep'`` accepts item ids that occur in no
+            interaction with a warning (catalogue items), ``'error'`` refuses them.
     """
     if isinstance(sources, str):
         sources = {s: sources for s in splits}
@@ -226,13 +294,18 @@ def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
     all_src = ", ".join(dict.fromkeys(sources.get(s, s) for s in arrays))
     if contiguous:
         check_contiguous([e[0] for e in arrays.values()], n_u, "user", all_src)
-        check_contiguous([e[1] for e in arrays.values()], n_i, "item", all_src)
+        check_contiguous([e[1] for e in arrays.values()], n_i, "item", all_src, unused_items)
     keep = {s: np.ones(e.shape[1], dtype=bool) for s, e in arrays.items()}
     if dedup:
         keep = deduplicate(arrays, n_i, all_src)
         arrays = {s: (e if keep[s].all() else e[:, keep[s]]) for s, e in arrays.items()}
-    if require_train and "train" in arrays:
-        check_train_coverage(arrays["train"][0], n_u, all_src)
+    cold = check_train_coverage(arrays, n_u, all_src, cold_users)
+    for s, m in cold.items():
+        if not m.all():
+            arrays[s] = arrays[s][:, m]
+            kept = np.flatnonzero(keep[s])
+            keep[s] = keep[s].copy()
+            keep[s][kept[~m]] = False
     return ValidatedInteractions(arrays, n_u, n_i, keep)
 
 
@@ -252,8 +325,10 @@ def validate_features(feat, num_items: int, modality: str, source: str) -> np.nd
         raise DataValidationError(f"{source}: {modality} features must have shape [n_items, dim], "
                                   f"got {a.shape}")
     if a.shape[0] != num_items:
+        hint = (f"; if the last {a.shape[0] - num_items} row(s) are catalogue items without "
+                f"interactions, pass num_items={a.shape[0]}") if a.shape[0] > num_items else ""
         raise DataValidationError(f"{source}: {modality} features have {a.shape[0]} rows but the "
-                                  f"dataset has {num_items} items")
+                                  f"dataset has {num_items} items{hint}")
     a = a.astype(np.float32, copy=False)
     finite = np.isfinite(a)
     if not finite.all():
@@ -263,12 +338,13 @@ def validate_features(feat, num_items: int, modality: str, source: str) -> np.nd
     return a
 
 
-def validate_hetero(data, contiguous: bool = False) -> None:
+def validate_hetero(data, contiguous: bool = False, cold_users: str = "error") -> None:
     r"""Check an assembled :class:`HeteroData` against the project layout.
 
     Verifies that train/valid/test edges exist with ids in range, that no
-    split is empty, that every user has a training edge and that every
-    modality feature is a finite ``float32 [num_items, dim]`` tensor.
+    split is empty, that every user with valid/test edges has a training edge
+    (unless ``cold_users='keep'``; users without any edge are fine) and that
+    every modality feature is a finite ``float32 [num_items, dim]`` tensor.
     ``contiguous=True`` also demands that every user and item occurs.
     """
     n_u, n_i = num_users(data), num_items(data)
@@ -278,8 +354,10 @@ def validate_hetero(data, contiguous: bool = False) -> None:
             splits[s] = split_edge_index(data, s)
         except KeyError as err:
             raise DataValidationError(f"HeteroData: {err.args[0]}") from None
+    if cold_users == "drop":
+        raise ValueError("validate_hetero checks data: cold_users must be 'error' or 'keep'")
     validate_interactions(splits, n_u, n_i, sources="HeteroData", contiguous=contiguous,
-                          dedup=False, require_train=True)
+                          dedup=False, cold_users=cold_users, unused_items="error")
     for m, f in modality_features(data).items():
         if f.dtype != torch.float32:
             raise DataValidationError(f"HeteroData: feature {m!r} has dtype {f.dtype}, expected float32")
