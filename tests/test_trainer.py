@@ -187,3 +187,21 @@ def test_resume_from_checkpoint_predating_new_config_fields(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"config changed in num_neg \(1 -> 2\)"):
         Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
                 _cfg(tmp_path, epochs=2, resume=True, num_neg=2)).fit()
+
+
+def test_changed_features_are_detected(tiny, tmp_path):
+    """The dataset fingerprint covers the modality features: resuming (or evaluating) with
+    other feature values of the same shape is refused, naming the modality."""
+    import copy
+
+    from mmgraph.train import dataset_signature
+    torch.manual_seed(0)
+    Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny, _cfg(tmp_path, epochs=1)).fit()
+    other = copy.copy(tiny)
+    other["item"].x_image = tiny["item"].x_image.flip(0)          # same shape and dtype
+    sig = dataset_signature(other)
+    assert sig["features"]["image"]["shape"] == list(tiny["item"].x_image.shape)
+    assert sig["features"]["image"]["sha1"] != dataset_signature(tiny)["features"]["image"]["sha1"]
+    with pytest.raises(ValueError, match=r"another dataset \(differs in: features\.image\)"):
+        Trainer(LightGCN(other, LightGCNConfig(num_layers=1)), other,
+                _cfg(tmp_path, epochs=2, resume=True)).fit()

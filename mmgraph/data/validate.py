@@ -12,10 +12,12 @@ Checks, in order:
    ``num_users`` / ``num_items`` are given, below them;
 2. no split is empty;
 3. ids are contiguous: every id in ``0 .. n-1`` occurs in some split
-   (``n`` = the given size, else max id + 1);
+   (``n`` = the given size, else max id + 1); memory is bounded by the
+   number of ids, not by ``n`` (one id of ``2**40`` must not cost 1 TiB);
 4. duplicate ``(user, item)`` pairs, within or across splits, are removed
    with a :func:`warnings.warn`, keeping the first occurrence in the order
-   train, valid, test (so a pair in train and test stays in train);
+   train, valid, test (so a pair in train and test stays in train); a split
+   left empty by this is refused;
 5. every user has at least one training interaction.
 
 Features must be ``[num_items, dim]`` real arrays without NaN/inf; any float
@@ -115,14 +117,29 @@ def as_id_array(values, kind: str, source: str, lines: np.ndarray | None = None,
 
 
 def check_contiguous(ids: Sequence[np.ndarray], n: int, kind: str, source: str) -> None:
-    """Raise unless every id in ``0 .. n-1`` occurs in one of ``ids``."""
-    seen = np.zeros(n, dtype=bool)
-    for a in ids:
-        seen[a] = True
-    if not seen.all():
-        missing = np.flatnonzero(~seen)
+    """Raise unless every id in ``0 .. n-1`` occurs in one of ``ids``.
+
+    Memory is bounded by the number of ids given, not by ``n``: a range
+    larger than that count (one huge id) is checked on the sorted distinct
+    ids, without allocating anything of size ``n``.
+    """
+    count = sum(int(np.asarray(a).size) for a in ids)
+    if n <= count:
+        seen = np.zeros(n, dtype=bool)
+        for a in ids:
+            seen[a] = True
+        n_missing = int(n - seen.sum())
+        missing = np.flatnonzero(~seen)[:_MAX_LISTED + 1] if n_missing else None
+    else:
+        present = np.unique(np.concatenate([np.asarray(a).ravel() for a in ids]))
+        present = present[present < n]
+        n_missing = int(n - present.size)
+        # the first k missing ids lie below len(present) + k
+        head = np.arange(min(n, present.size + _MAX_LISTED + 1), dtype=np.int64)
+        missing = np.setdiff1d(head, present, assume_unique=True)[:_MAX_LISTED + 1]
+    if n_missing:
         raise DataValidationError(
-            f"{source}: {kind} ids are not contiguous: {missing.size} of the ids 0..{n - 1} "
+            f"{source}: {kind} ids are not contiguous: {n_missing} of the ids 0..{n - 1} "
             f"never occur (first missing: {_fmt_ids(missing)}); ids must be 0-based and "
             f"contiguous (re-index them, e.g. with mmgraph.data.preprocess_interactions)")
 
@@ -231,6 +248,12 @@ def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
     if dedup:
         keep = deduplicate(arrays, n_i, all_src)
         arrays = {s: (e if keep[s].all() else e[:, keep[s]]) for s, e in arrays.items()}
+        for s, e in arrays.items():
+            if e.shape[1] == 0:
+                raise DataValidationError(
+                    f"{sources.get(s, s)}: the {s} split is empty after removing duplicate "
+                    f"(user, item) pairs: all its {keep[s].size} interaction(s) also occur in an "
+                    f"earlier split (train before valid before test)")
     if require_train and "train" in arrays:
         check_train_coverage(arrays["train"][0], n_u, all_src)
     return ValidatedInteractions(arrays, n_u, n_i, keep)
