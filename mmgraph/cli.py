@@ -24,6 +24,12 @@ from .train.config import add_dataclass_arguments, dataclass_overrides, replace_
 
 DEFAULT_DATA = "synthetic:baby"
 
+#: Exceptions that mean a user mistake (a bad option, a missing or malformed file): the CLI
+#: prints ``error: <message>`` on one line and exits with 2. Anything else is a bug and keeps
+#: its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               FileExistsError, PermissionError)
+
 
 def _model_list() -> str:
     return ", ".join(sorted(MODELS))
@@ -69,12 +75,14 @@ def cmd_train(argv: list[str]) -> int:
     cfg = train_config_for(cls, **train_over)
     replace_checked(cls.config_class(), **model_over)  # model option errors before any launch
 
+    # every option is checked before the data loads or a process starts
+    from .train.config import check_device
     from .train.distributed import is_distributed_env
+    from .train.trainer import amp_dtype
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    amp_dtype(cfg.amp, check_device(cfg.device))
     if args.nproc > 1 and not is_distributed_env():
-        from .train.trainer import amp_dtype
-        amp_dtype(cfg.amp, cfg.device)   # device/precision errors before any process starts
         return _launch_train(argv, args.nproc)
 
     main_rank = int(os.environ.get("RANK", "0")) == 0
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -3,9 +3,47 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import re
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import torch
+
+from ..evaluation import METRICS
+
+#: Values of :attr:`TrainConfig.device`: the CPU or a CUDA GPU (``'cuda:1'``: the second).
+DEVICES = ("cpu", "cuda", "cuda:N")
+
+
+def parse_device(device: str) -> torch.device:
+    """``device`` as a :class:`torch.device`; ``ValueError`` (naming the allowed
+    values, :data:`DEVICES`) for anything but ``'cpu'``, ``'cuda'`` or ``'cuda:N'``."""
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device.strip()):
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    return torch.device(device.strip())
+
+
+def check_device(device: str) -> torch.device:
+    """:func:`parse_device`, and for a CUDA device that this machine has it.
+
+    Raises:
+        ValueError: an unknown device, CUDA without a usable GPU, or a GPU
+            index beyond the visible ones.
+    """
+    dev = parse_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no GPU is visible")
+            raise ValueError(f"device {device!r} requested but CUDA is not available ({why}); "
+                             f"use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but this machine has "
+                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 .. "
+                             f"cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 @dataclass
@@ -50,7 +88,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_decay: float = 0.96
     lr_decay_every: int = 50
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     num_neg: int = 1
     patience: int = 20
@@ -63,25 +101,39 @@ class TrainConfig:
     out_dir: str | None = None
     resume: bool = False
     progress: bool = True
-    amp: str | None = None
+    amp: Literal["bf16", "fp16"] | None = None
     tune_malloc: bool = True
 
     def __post_init__(self):
+        """Check every value (before any data is loaded); errors name the allowed values."""
         self.ks = tuple(int(k) for k in self.ks)
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "eval_batch_size"):
+        for name, allowed in (("optimizer", ("adam", "adamw")), ("amp", (None, "bf16", "fp16"))):
+            if getattr(self, name) not in allowed:
+                *head, last = map(repr, allowed)
+                raise ValueError(f"{name} must be {', '.join(head)} or {last}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "eval_batch_size",
+                     "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_neg < 0 or self.patience < 1:
-            raise ValueError("num_neg must be >= 0 and patience >= 1")
+        if self.num_neg < 0:
+            raise ValueError(f"num_neg must be >= 0, got {self.num_neg}")
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if not (math.isfinite(self.lr_decay) and self.lr_decay > 0):
+            raise ValueError(f"lr_decay must be a finite number > 0 (the rate is multiplied by "
+                             f"lr_decay every lr_decay_every epochs; 1 keeps it constant), "
+                             f"got {self.lr_decay}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
-        if self.amp is not None and self.amp not in ("bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
         metric, _, k = self.valid_metric.partition("@")
-        if not k.isdigit() or int(k) not in self.ks:
-            raise ValueError(f"valid_metric {self.valid_metric!r} must be '<metric>@K' with K in ks={self.ks}")
+        if metric not in METRICS or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"valid_metric must be '<metric>@K' with metric one of "
+                             f"{', '.join(METRICS)} and K one of ks={','.join(map(str, self.ks))}, "
+                             f"got {self.valid_metric!r}")
+        parse_device(self.device)
 
 
 #: Fields that may change between a run and its resumption.
@@ -101,6 +153,10 @@ def _parse_value(text: str, tp: Any, name: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _parse_value(text, inner[0], name)
+    if origin is Literal:
+        if text in args:
+            return text
+        raise ValueError(f"--{name}: expected one of {', '.join(map(str, args))}, got {text!r}")
     if origin in (tuple, list):
         inner = args[0] if args else str
         items = [t for t in text.replace(" ", "").split(",") if t]

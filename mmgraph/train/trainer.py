@@ -24,7 +24,7 @@ from ..models.base import Recommender
 from ..sampling import InteractionLoader
 from .allocator import tuned_malloc
 from .checkpoint import atomic_save, check_compatible, dataset_signature, load_checkpoint
-from .config import RESUMABLE_CHANGES, TrainConfig, replace_checked
+from .config import RESUMABLE_CHANGES, TrainConfig, check_device, replace_checked
 from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, init_distributed,
                           shard_batch, wrap_model)
 
@@ -154,9 +154,7 @@ class Trainer:
         self.config = config if config is not None else train_config_for(model)
         self.model = model
         self.data = data
-        self.device = torch.device(self.config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {self.config.device!r} requested but CUDA is not available")
+        self.device = check_device(self.config.device)
         self.amp_dtype = amp_dtype(self.config.amp, self.device)
         self.dist = dist if dist is not None else init_distributed(self.device)
         if self.dist is not None:
