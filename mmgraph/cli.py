@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,7 +18,8 @@ import torch
 from . import models as _models  # noqa: F401  (registers every model)
 from .data import dataset_stats, format_stats, load_dataset
 from .models.base import MODELS, get_model_class
-from .train import Trainer, TrainConfig, format_result, load_checkpoint, train_config_for
+from .train import (RunFolder, Trainer, TrainConfig, format_result, load_run, to_json,
+                     train_config_for)
 from .train.config import add_dataclass_arguments, dataclass_overrides, replace_checked
 
 DEFAULT_DATA = "synthetic:baby"
@@ -82,16 +82,18 @@ def cmd_train(argv: list[str]) -> int:
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
     amp_dtype(cfg.amp, check_device(cfg.device))
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if cfg.out_dir and main_rank:
+        RunFolder(cfg.out_dir).check(cfg.resume, cfg.overwrite)   # taken / in use / a file
     if args.nproc > 1 and not is_distributed_env():
         return _launch_train(argv, args.nproc)
 
-    main_rank = int(os.environ.get("RANK", "0")) == 0
     data = load_dataset(args.data)
     if main_rank:
         print(format_stats(dataset_stats(data)))
     torch.manual_seed(cfg.seed)
     model = _build_model(cls.name, data, model_over)
-    trainer = Trainer(model, data, cfg)
+    trainer = Trainer(model, data, cfg, data_spec=args.data)
     try:
         result = trainer.fit()
     finally:
@@ -101,11 +103,6 @@ def cmd_train(argv: list[str]) -> int:
         print(format_result(result, f"{cls.name} on {args.data}"
                             + (f" ({trainer.dist.world_size} processes)" if trainer.dist else "")))
     if cfg.out_dir and trainer.is_main:
-        meta = Path(cfg.out_dir) / "run.json"
-        meta.write_text(json.dumps({"model": cls.name, "data": args.data,
-                                    "model_config": dataclasses.asdict(model.config),
-                                    "train_config": dataclasses.asdict(cfg),
-                                    "world_size": result.extra.get("world_size", 1)}, indent=2))
         print(f"results, metrics.jsonl and checkpoints in {cfg.out_dir}/")
     return 130 if result.interrupted else 0
 
@@ -131,24 +128,6 @@ def _launch_train(argv: list[str], nproc: int) -> int:
     return 0
 
 
-def _load_trained(run_dir: str, data_spec: str | None, device: str):
-    run = Path(run_dir)
-    meta_path = run / "run.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{run} has no run.json: is it an `mmgraph train` output folder?")
-    meta = json.loads(meta_path.read_text())
-    data = load_dataset(data_spec or meta["data"])
-    cls = get_model_class(meta["model"])
-    model = _build_model(cls.name, data, {k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in meta["model_config"].items()})
-    ckpt = load_checkpoint(run / "best_model.pt")
-    from .train.checkpoint import check_compatible, dataset_signature
-    check_compatible(ckpt, model.extra_state_key(), dataset_signature(data), run / "best_model.pt",
-                     model.config_defaults())
-    model.load_state_dict(ckpt["model_state"])
-    return model.to(device).eval(), data, meta
-
-
 def cmd_evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="mmgraph evaluate",
                                 description="Full-ranking metrics of a trained run.")
@@ -159,14 +138,14 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--cold-start", action="store_true", help="only held-out items with no training interaction")
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    model, data, meta = _load_trained(a.run_dir, a.data, a.device)
+    model, data, meta = load_run(a.run_dir, a.data, a.device)
     from .evaluation import Evaluator
     ks = tuple(int(k) for k in a.ks.split(","))
     with torch.no_grad():
         out = model()
         res = Evaluator(data, ks=ks).evaluate(lambda u: model.score(u, out), split=a.split,
                                               cold_start=a.cold_start)
-    print(json.dumps(res, indent=2))
+    print(to_json(res, indent=2))
     return 0
 
 
@@ -179,7 +158,7 @@ def cmd_recommend(argv: list[str]) -> int:
     p.add_argument("--data", default=None)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    model, data, _ = _load_trained(a.run_dir, a.data, a.device)
+    model, data, _ = load_run(a.run_dir, a.data, a.device)
     from .evaluation import recommend
     try:
         users = torch.tensor([int(u) for u in a.users.split(",") if u.strip()], dtype=torch.long)
@@ -187,7 +166,11 @@ def cmd_recommend(argv: list[str]) -> int:
         raise ValueError(f"--users must be comma-separated integers, got {a.users!r}") from None
     items, scores = recommend(model, data, users, k=a.k)
     for u, it, sc in zip(users.tolist(), items.tolist(), scores.tolist()):
-        print(json.dumps({"user": u, "items": it, "scores": [round(s, 5) for s in sc]}))
+        # a user with fewer than k unseen items: the masked (-inf) training items are not
+        # recommendations; strict JSON (to_json) in any case
+        keep = [j for j, s in enumerate(sc) if s != float("-inf")]
+        print(to_json({"user": u, "items": [it[j] for j in keep],
+                       "scores": [round(sc[j], 5) for j in keep]}))
     return 0
 
 

@@ -6,7 +6,7 @@ import os
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -57,33 +57,89 @@ def signature_mismatch(saved: dict[str, Any] | None, given: dict[str, Any]) -> l
     return out
 
 
-def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename.
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], binary: bool = True,
+                 previous: str | os.PathLike | None = None) -> None:
+    """Write ``path`` through a temporary file in the same folder, then rename.
 
-    A crash or Ctrl-C during the write leaves the previous file intact.
+    ``write(f)`` writes the content to the open temporary file, which is
+    flushed and fsynced before it replaces ``path``; a crash, Ctrl-C or
+    ``kill -9`` during the write leaves the old ``path`` intact (and at most
+    an orphan ``<name>.<random>.tmp``, which :class:`~mmgraph.train.RunFolder`
+    removes at the next start).
+
+    Args:
+        path: the file to write.
+        write: called with the open temporary file.
+        binary: open it in binary (default) or text (UTF-8) mode.
+        previous: keep the old ``path`` (if any) under this name, renamed
+            just before the new one takes its place (two generations).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_save(obj: Any, path: str | os.PathLike,
+                previous: str | os.PathLike | None = None) -> None:
+    """``torch.save`` through :func:`atomic_write` (``previous``: keep the old file
+    under that name)."""
+    atomic_write(path, lambda f: torch.save(obj, f), previous=previous)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file cannot be read (empty, truncated, corrupt, not ours);
+    the message names the file and the problem."""
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an mmgraph checkpoint (on the CPU).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: the file is empty, truncated or corrupt, or is not
+            an mmgraph checkpoint; the message names it and the problem.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was cut off")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle is a damaged file
+        detail = (str(err).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({size} bytes; "
+                              f"{type(err).__name__}{': ' + detail if detail else ''})") from None
     if not isinstance(ckpt, dict) or "model_key" not in ckpt:
-        raise ValueError(f"{path} is not an mmgraph checkpoint")
+        raise CheckpointError(f"{path} is not an mmgraph checkpoint")
     return ckpt
 
 

@@ -68,9 +68,13 @@ class TrainConfig:
         eval_batch_size: users per evaluation batch.
         seed: fixes every random choice on CPU (999).
         device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
-        out_dir: where checkpoints, ``metrics.jsonl`` and results go
-            (``None``: keep everything in memory).
-        resume: continue from ``out_dir/checkpoint.pt``.
+        out_dir: the run folder, where ``run.json``, ``metrics.jsonl``,
+            checkpoints and results go (``None``: keep everything in memory;
+            see :mod:`mmgraph.train.runfolder`). A folder that already
+            holds a run is refused unless ``resume`` or ``overwrite``.
+        resume: continue the run in ``out_dir`` from its checkpoint (the
+            previous generation if the newest is damaged).
+        overwrite: replace the run in ``out_dir`` (its files are removed).
         progress: show a tqdm progress bar.
         amp: mixed precision for the forward pass and the loss: ``None``
             (float32), ``'bf16'`` (bfloat16 autocast; CUDA or CPU) or
@@ -100,6 +104,7 @@ class TrainConfig:
     device: str = "cpu"
     out_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
     amp: Literal["bf16", "fp16"] | None = None
     tune_malloc: bool = True
@@ -134,11 +139,14 @@ class TrainConfig:
                              f"{', '.join(METRICS)} and K one of ks={','.join(map(str, self.ks))}, "
                              f"got {self.valid_metric!r}")
         parse_device(self.device)
+        if self.resume and self.overwrite:
+            raise ValueError("resume (continue the run in out_dir) and overwrite (replace it) "
+                             "exclude each other")
 
 
 #: Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "progress", "eval_batch_size",
-                     "tune_malloc")
+RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "overwrite", "progress",
+                     "eval_batch_size", "tune_malloc")
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -184,9 +192,10 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, title: str,
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        flag = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}
         group.add_argument("--" + f.name.replace("_", "-"), dest=f"{cls.__name__}.{f.name}",
                            metavar=getattr(hints[f.name], "__name__", "VALUE").upper(),
-                           default=None, help=f"default: {shown}")
+                           default=None, help=f"default: {shown}", **flag)
 
 
 def dataclass_overrides(args: argparse.Namespace, cls) -> dict[str, Any]:

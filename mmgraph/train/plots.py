@@ -31,6 +31,6 @@ def plot_history(history: list[dict[str, Any]], path: str | Path,
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -5,10 +5,10 @@ import contextlib
 import copy
 import dataclasses
 import gc
-import json
 import math
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +23,11 @@ from ..evaluation import Evaluator
 from ..models.base import Recommender
 from ..sampling import InteractionLoader
 from .allocator import tuned_malloc
-from .checkpoint import atomic_save, check_compatible, dataset_signature, load_checkpoint
+from .checkpoint import atomic_save, check_compatible, dataset_signature
 from .config import RESUMABLE_CHANGES, TrainConfig, check_device, replace_checked
 from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, init_distributed,
                           shard_batch, wrap_model)
+from .runfolder import RunFolder, RunFolderError, data_spec_for_record
 
 
 @dataclass
@@ -118,12 +119,25 @@ class Trainer:
     after ``patience`` evaluations without improvement. The model ends in its
     best-validation state.
 
-    With ``out_dir``: ``metrics.jsonl`` (one JSON object per epoch),
-    ``checkpoint.pt`` (atomic, after every epoch), ``best_model.pt``,
-    ``results.json`` and ``results.md``. ``resume=True`` continues from the
+    With ``out_dir`` the trainer owns that run folder
+    (:mod:`mmgraph.train.runfolder`: ``run.json``, ``metrics.jsonl``, two
+    checkpoint generations, ``best_model.pt``, results; atomic files, one
+    writer under a lock). A folder that already holds a run is refused
+    unless ``resume`` or ``overwrite``. ``resume=True`` continues from the
     checkpoint and, on CPU, reproduces the uninterrupted run exactly (model,
     optimiser, schedule and every random-number state are restored).
     Ctrl-C stops after saving the last finished epoch; rerun with ``resume``.
+
+    Args:
+        model: the model to train.
+        data: its dataset.
+        config: training settings (default: :func:`train_config_for` ``(model)``).
+        evaluator: custom evaluator (default: full ranking with ``config.ks``).
+        dist: an existing process-group context (default: joined when
+            running under ``torchrun``).
+        data_spec: how to load ``data`` again (a folder or ``synthetic:``
+            spec), recorded in ``run.json`` (paths made absolute) so that
+            ``mmgraph evaluate RUN`` finds it; without it, pass ``--data``.
 
     CUDA note: scatter-based sparse kernels use atomics, so CUDA runs are not
     bitwise reproducible; CPU runs are.
@@ -150,8 +164,10 @@ class Trainer:
     """
 
     def __init__(self, model: Recommender, data: HeteroData, config: TrainConfig | None = None,
-                 evaluator: Evaluator | None = None, dist: DistributedContext | None = None):
+                 evaluator: Evaluator | None = None, dist: DistributedContext | None = None,
+                 data_spec: str | None = None):
         self.config = config if config is not None else train_config_for(model)
+        self.data_spec = data_spec_for_record(data_spec)
         self.model = model
         self.data = data
         self.device = check_device(self.config.device)
@@ -165,6 +181,7 @@ class Trainer:
             evaluator = ShardedEvaluator.from_evaluator(evaluator, self.dist)
         self.evaluator = evaluator
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
+        self._run: RunFolder | None = None   # the locked run folder while fit() runs (rank 0)
         self._ddp = None            # the DistributedDataParallel wrapper, made in fit()
         self._scaler = None         # GradScaler for amp='fp16', made in fit()
         self._checked_grads = False
@@ -216,7 +233,50 @@ class Trainer:
         process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
         buffers are not page-faulted again in every step."""
         with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"):
-            return self._fit()
+            self._run = self._open_run_folder()
+            try:
+                return self._fit()
+            finally:
+                if self._run is not None:
+                    self._run.close()
+                    self._run = None
+
+    def _say(self, message: str) -> None:
+        """A notice on stderr (rank 0 only)."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    def _open_run_folder(self) -> RunFolder | None:
+        """Rank 0 opens and locks ``out_dir``; every rank learns whether it could."""
+        if self.out_dir is None:
+            return None
+        run, err = None, None
+        if self.is_main:
+            try:
+                run = RunFolder(self.out_dir).open(self.config.resume, self.config.overwrite,
+                                                   log=self._say)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
+                err = e
+        if self.dist is not None:
+            failed = all_reduce_sum(torch.tensor([float(err is not None)]), self.dist)
+            if float(failed[0]) and err is None:
+                raise RunFolderError(f"rank 0 could not open the run folder {self.out_dir}")
+        if err is not None:
+            raise err
+        return run
+
+    def _run_record(self, data_sig: dict[str, Any]) -> dict[str, Any]:
+        """``run.json``: what was trained on what (see :mod:`mmgraph.train.runfolder`)."""
+        spec = self.data_spec
+        if spec is None and self.config.resume:
+            try:   # resumed from Python without a spec: keep the recorded one
+                spec = self._run.read_run().get("data")
+            except (FileNotFoundError, ValueError):
+                spec = None
+        return {"model": self.model.name, "data": spec, "data_signature": data_sig,
+                "model_config": dataclasses.asdict(self.model.config),
+                "train_config": dataclasses.asdict(self.config),
+                "world_size": 1 if self.dist is None else self.dist.world_size}
 
     def _fit(self) -> TrainResult:
         cfg = self.config
@@ -235,12 +295,13 @@ class Trainer:
                  "test": {}, "bad": 0, "history": []}
         best_state = None
         data_sig = dataset_signature(self.data)
+        run = self._run
         ckpt_path = self.out_dir / "checkpoint.pt" if self.out_dir else None
 
         if cfg.resume:
             if ckpt_path is None:
                 raise ValueError("resume=True needs out_dir (where checkpoint.pt is)")
-            ckpt = load_checkpoint(ckpt_path)
+            ckpt, ckpt_path = RunFolder(self.out_dir).load_latest_checkpoint(log=self._say)
             check_compatible(ckpt, model.extra_state_key(), data_sig, ckpt_path,
                              model.config_defaults())
             saved = ckpt["train_config"]
@@ -262,11 +323,13 @@ class Trainer:
                 scaler.load_state_dict(ckpt["grad_scaler"])
             state = ckpt["trainer_state"]
             best_state = ckpt["best_state"]
-            if self.is_main:
-                self._rewrite_metrics(state["history"])
-        elif self.out_dir is not None and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "metrics.jsonl").write_text("")
+            del ckpt
+            if run is not None:
+                run.reset_metrics(state["history"])
+        elif run is not None:
+            run.reset_metrics()
+        if run is not None:
+            run.write_json("run.json", self._run_record(data_sig))
 
         interrupted = False
         start = state["epoch"] + 1
@@ -291,6 +354,8 @@ class Trainer:
                         row["test"] = state["test"]
                         best_state = {k: v.detach().to("cpu", copy=True)
                                       for k, v in model.state_dict().items()}
+                        if run is not None:
+                            self._save_best(best_state, data_sig)
                     else:
                         state["bad"] += 1
                 state["epoch"] = epoch
@@ -300,12 +365,12 @@ class Trainer:
                                 **({cfg.valid_metric: f"{row['valid'][cfg.valid_metric]:.4f}"}
                                    if "valid" in row else {}),
                                 best=f"{state['best_value']:.4f}")
-                if ckpt_path is not None and self.is_main:
-                    self._save(ckpt_path, model, opt, sched, gen, state, best_state, data_sig)
+                if run is not None:
+                    self._save(model, opt, sched, gen, state, best_state, data_sig)
         except KeyboardInterrupt:
             interrupted = True
-            where = (f"checkpoint of epoch {state['epoch']} is in {ckpt_path}; resume with "
-                     f"--resume" if ckpt_path is not None else "no out_dir, nothing saved")
+            where = (f"checkpoint of epoch {state['epoch']} is in {self.out_dir / 'checkpoint.pt'}; "
+                     f"resume with --resume" if ckpt_path is not None else "no out_dir, nothing saved")
             if self.is_main:
                 print(f"\ninterrupted: {where}")
         finally:
@@ -324,9 +389,8 @@ class Trainer:
             seconds_per_eval=float(np.mean(eval_s)) if eval_s else float("nan"),
             extra={"world_size": 1 if self.dist is None else self.dist.world_size,
                    "amp": cfg.amp})
-        if self.out_dir is not None and not interrupted and self.is_main:
-            atomic_save({"model_key": model.extra_state_key(), "data_signature": data_sig,
-                         "model_state": model.state_dict()}, self.out_dir / "best_model.pt")
+        if run is not None and not interrupted:
+            self._save_best(model.state_dict(), data_sig)
             self.write_results(result)
         return result
 
@@ -407,51 +471,61 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def _log(self, row: dict[str, Any]) -> None:
-        if self.out_dir is not None and self.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+        if self._run is not None:
+            self._run.append_metrics(row)
 
-    def _rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    def _save_best(self, state_dict: dict[str, torch.Tensor], data_sig) -> None:
+        """``best_model.pt``: the weights of the best epoch so far (atomic)."""
+        with _deferred_interrupts():
+            atomic_save({"model_key": self.model.extra_state_key(), "data_signature": data_sig,
+                         "model_state": state_dict}, self._run.best_model)
 
-    def _save(self, path, model, opt, sched, gen, state, best_state, data_sig) -> None:
-        # Ctrl-C during the write must not leave a torn checkpoint: defer SIGINT.
-        previous = signal.getsignal(signal.SIGINT)
-        pending = []
-        try:
-            signal.signal(signal.SIGINT, lambda *a: pending.append(a))
-        except ValueError:  # not in the main thread
-            previous = None
-        try:
-            atomic_save({
+    def _save(self, model, opt, sched, gen, state, best_state, data_sig) -> None:
+        with _deferred_interrupts():
+            self._run.save_checkpoint({
                 "model_key": model.extra_state_key(), "data_signature": data_sig,
                 "train_config": dataclasses.asdict(self.config),
                 "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "loader_generator": gen.get_state(),
                 "rng": _rng_state(), "trainer_state": copy.deepcopy(state),
                 "best_state": best_state,
-                "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None},
-                path)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt
+                "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None})
 
     def write_results(self, result: TrainResult) -> None:
-        """``results.json`` + ``results.md`` (+ ``learning_curve.png`` with matplotlib)."""
+        """``results.json`` + ``results.md`` (+ ``learning_curve.png`` with matplotlib),
+        each written atomically into ``out_dir``."""
+        run = self._run if self._run is not None else RunFolder(self.out_dir)
         payload = {"model": self.model.extra_state_key(),
                    "train_config": dataclasses.asdict(self.config),
                    "data": dataset_signature(self.data), **result.to_dict()}
-        (self.out_dir / "results.json").write_text(json.dumps(payload, indent=2))
-        (self.out_dir / "results.md").write_text(format_result(result, self.model.name))
+        run.write_json("results.json", payload)
+        run.write_text("results.md", format_result(result, self.model.name))
         try:
             from .plots import plot_history
-            plot_history(result.history, self.out_dir / "learning_curve.png",
-                         metric=self.config.valid_metric)
         except ImportError:
-            pass
+            return
+        run.write_with("learning_curve.png", lambda path: plot_history(
+            result.history, path, metric=self.config.valid_metric))
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Defer SIGINT / SIGTERM while a file is written (main thread only): an
+    interrupt during the write is re-raised as ``KeyboardInterrupt`` after it."""
+    pending = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda *a: pending.append(a))
+        except ValueError:  # not in the main thread
+            break
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def format_result(result: TrainResult, title: str = "") -> str:
