@@ -18,8 +18,8 @@ import torch
 from . import models as _models  # noqa: F401  (registers every model)
 from .data import dataset_stats, format_stats, load_dataset
 from .models.base import MODELS, get_model_class
-from .train import (RunFolder, Trainer, TrainConfig, format_result, load_run, to_json,
-                     train_config_for)
+from .train import (RunFolder, Trainer, TrainConfig, TrainingDiverged, format_result, load_run,
+                     to_json, train_config_for)
 from .train.config import add_dataclass_arguments, dataclass_overrides, replace_checked
 
 DEFAULT_DATA = "synthetic:baby"
@@ -28,7 +28,7 @@ DEFAULT_DATA = "synthetic:baby"
 #: prints ``error: <message>`` on one line and exits with 2. Anything else is a bug and keeps
 #: its traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               FileExistsError, PermissionError)
+               FileExistsError, PermissionError, TrainingDiverged)
 
 
 def _model_list() -> str:

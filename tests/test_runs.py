@@ -300,3 +300,168 @@ def test_recommend_output_is_strict_json(finished_run, capsys):
         seen = set(train[1][train[0] == r["user"]].tolist())
         assert len(r["items"]) == len(r["scores"]) == 200 - len(seen)
         assert not seen & set(r["items"])
+
+
+# ----------------------------------------------------------------- NaN stops the run
+class NaNFrom(LightGCN):
+    """LightGCN whose BPR term becomes NaN from epoch ``self.bad_epoch`` on."""
+    bad_epoch = 2
+
+    def on_epoch_start(self, epoch):
+        self.epoch = epoch
+
+    def loss(self, batch, out):
+        terms = super().loss(batch, out)
+        if self.epoch >= self.bad_epoch:
+            terms["bpr"] = terms["bpr"] * float("nan")
+        return terms
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_files(tiny, tmp_path):
+    from mmgraph.train import TrainingDiverged
+    torch.manual_seed(0)
+    model = NaNFrom(tiny, LightGCNConfig(num_layers=1))
+    with pytest.raises(TrainingDiverged,
+                       match=r"training diverged in epoch 2: the loss term 'bpr' is nan after "
+                             r"\d+ batch\(es\)( \(also 'reg'\))?; nothing of that epoch was "
+                             r"saved: .* keeps the "
+                             r"checkpoint of epoch 1 and the best model \(epoch [01]\)"):
+        Trainer(model, tiny, _cfg(tmp_path, epochs=6)).fit()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["trainer_state"]["epoch"] == 1
+    best = load_checkpoint(tmp_path / "best_model.pt")["model_state"]
+    assert all(torch.isfinite(v).all() for v in best.values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())    # restored to the best
+    assert [json.loads(l)["epoch"] for l in
+            (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+
+
+def test_nan_gradient_with_finite_loss_stops(tiny):
+    from mmgraph.train import TrainingDiverged
+
+    class NaNGrad(LightGCN):
+        def __init__(self, *a):
+            super().__init__(*a)
+            self.gate = torch.nn.Parameter(torch.ones(3))
+
+        def loss(self, batch, out):
+            terms = super().loss(batch, out)
+            # always 0 (NaN is masked to 0) but its gradient is NaN: the weights go NaN
+            terms["probe"] = (self.gate * 0).sqrt().nan_to_num().sum()
+            return terms
+
+    torch.manual_seed(0)
+    with pytest.raises(TrainingDiverged, match=r"epoch 0: the loss stayed finite but a non-finite "
+                                               r"gradient made these weights NaN/inf: gate$"):
+        Trainer(NaNGrad(tiny, LightGCNConfig(num_layers=1)), tiny, _cfg(None, out_dir=None)).fit()
+
+
+def test_nan_check_is_not_a_sync_per_step(tiny, monkeypatch):
+    calls = []
+    real = Trainer._check_finite_loss
+    monkeypatch.setattr(Trainer, "_check_finite_loss",
+                        lambda self, *a: (calls.append(a[2]), real(self, *a))[1])
+    torch.manual_seed(0)
+    res = Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                  _cfg(None, out_dir=None, epochs=2, batch_size=4)).fit()   # 577 steps / epoch
+    assert res.epochs_run == 2
+    assert calls == [256, 512, 577] * 2          # every NONFINITE_CHECK_STEPS steps + epoch end
+
+
+def test_cli_on_nan_exits_with_one_line_and_no_nan_model(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(RUN + ["--epochs", "4", "--batch-size", "512", "--lr", "1e20",
+                       "--out-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: training diverged in epoch 0: the loss term 'bpr' is nan")
+    assert err.count("\n") == 1
+    assert not (out / "best_model.pt").exists() and not (out / "checkpoint.pt").exists()
+    assert main(["recommend", str(out), "--users", "0"]) == 2     # no NaN scores served
+    assert "best_model.pt does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- real signals
+def test_sigint_writes_results_and_resume_equals_uninterrupted(tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    child = start_cli(RUN + ["--out-dir", str(part)])
+    wait_for(lambda: epochs_logged(part) >= 1, child)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    n = epochs_logged(part)
+    assert 1 <= n < 6, "the child finished before the signal"
+    assert (f"interrupted: the checkpoint of epoch {n - 1} is in {part / 'checkpoint.pt'}; "
+            f"results of the best epoch so far") in err
+    assert "continue with --resume" in err
+    res = _strict((part / "results.json").read_text())
+    assert res["interrupted"] is True and res["epochs_run"] == n
+    assert 0 <= res["best_epoch"] < n and res["test"] == res["history"][res["best_epoch"]]["test"]
+    assert (part / "best_model.pt").is_file()
+    assert main(["evaluate", str(part), "--ks", "20"]) == 0       # an interrupted run opens
+    # the hint is true: --resume continues, and the result equals an uninterrupted run
+    capsys.readouterr()
+    assert main(RUN + ["--out-dir", str(part), "--resume"]) == 0, capsys.readouterr().err
+    assert main(RUN + ["--out-dir", str(full)]) == 0
+    a = _strict((part / "results.json").read_text())
+    b = _strict((full / "results.json").read_text())
+    assert a["interrupted"] is False and a["epochs_run"] == 6
+    assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
+    assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+
+
+def test_sigterm_is_an_interrupt_too(tmp_path):
+    out = tmp_path / "r"
+    child = start_cli(RUN + ["--epochs", "200", "--out-dir", str(out)])
+    wait_for(lambda: epochs_logged(out) >= 2, child)
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    res = _strict((out / "results.json").read_text())
+    assert res["interrupted"] is True and res["epochs_run"] == epochs_logged(out) >= 2
+    assert load_checkpoint(out / "checkpoint.pt")["trainer_state"]["epoch"] == res["epochs_run"] - 1
+
+
+def test_ctrl_c_in_the_first_epoch_says_so(tmp_path):
+    out = tmp_path / "r"
+    # batch 1: the first epoch takes seconds; the signal comes right after run.json appears
+    child = start_cli(RUN + ["--batch-size", "1", "--out-dir", str(out)])
+    wait_for(lambda: (out / "run.json").is_file(), child)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    assert epochs_logged(out) == 0, "the first epoch finished before the signal"
+    assert "epoch -1" not in err
+    assert (f"interrupted before the first epoch finished: nothing to resume in {out}; start "
+            f"again with --overwrite") in err
+    res = _strict((out / "results.json").read_text())            # strict: NaN timings are null
+    assert res["interrupted"] is True and res["epochs_run"] == 0
+    assert res["seconds_per_epoch"] is None and res["best_epoch"] == -1
+    assert not (out / "checkpoint.pt").exists()
+
+
+# ----------------------------------------------------------------- what metrics.jsonl records
+def test_metrics_record_test_of_every_evaluated_epoch(tiny, tmp_path):
+    from mmgraph.train.runfolder import METRICS_FIELDS
+    torch.manual_seed(0)
+    # lr 0: validation never improves after epoch 0, test is still recorded every epoch
+    res = Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                  _cfg(tmp_path, epochs=6, eval_every=2, lr=0.0, patience=1)).fit()
+    rows = [_strict(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3]
+    assert ["test" in r for r in rows] == [False, True, False, True]
+    assert [r.get("improved") for r in rows] == [None, True, None, False]
+    assert rows[3]["test"]["recall@20"] == pytest.approx(rows[1]["test"]["recall@20"])
+    assert res.test == rows[1]["test"] and res.best_epoch == 1
+    assert set().union(*rows) <= set(METRICS_FIELDS)               # every field is documented
+
+
+def test_progress_bars(tiny, capsys, monkeypatch):
+    import mmgraph.train.trainer as tr
+    monkeypatch.setattr(tr, "_STEP_BAR_DELAY", 0.0)          # show the inner bar at once
+    torch.manual_seed(0)
+    res = Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
+                  _cfg(None, out_dir=None, epochs=1000, lr=0.0, patience=3, progress=True)).fit()
+    err = capsys.readouterr().err
+    assert res.epochs_run == 4
+    assert "0/4 [" in err and "4/4 [" in err and "/1000" not in err   # early stopping decides
+    assert "epoch 0:" in err and "/10 [" in err and "batch" in err    # 2305 / 256 -> 10 steps

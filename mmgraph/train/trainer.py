@@ -30,9 +30,35 @@ from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, 
 from .runfolder import RunFolder, RunFolderError, data_spec_for_record
 
 
+#: Single-process training checks the running loss for NaN/inf every this many steps
+#: (one host sync each time; distributed runs check at the end of each epoch).
+NONFINITE_CHECK_STEPS = 256
+#: A bar of the steps inside an epoch appears once the epoch has run this many seconds.
+_STEP_BAR_DELAY = 3.0
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss or the weights became NaN/inf. The epoch is not saved:
+    the run folder keeps the last good checkpoint and the best model."""
+
+
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns (also written to ``results.json``)."""
+    """What :meth:`Trainer.fit` returns (also written to ``results.json``).
+
+    Attributes:
+        best_epoch: epoch with the best ``valid_metric`` (``-1``: none evaluated).
+        best_valid: validation metrics of that epoch.
+        test: test metrics of that epoch.
+        history: one dict per epoch, as in ``metrics.jsonl``
+            (:data:`~mmgraph.train.runfolder.METRICS_FIELDS`).
+        epochs_run: epochs trained, resumed ones included.
+        interrupted: stopped by Ctrl-C or SIGTERM (the results are those of
+            the best epoch so far).
+        seconds_per_epoch, seconds_per_eval: mean wall times (``nan``, written
+            as ``null``, when there was none).
+        extra: ``world_size`` and ``amp``.
+    """
     best_epoch: int
     best_valid: dict[str, float]
     test: dict[str, float]
@@ -114,10 +140,19 @@ class Trainer:
     training interactions (with ``num_neg`` uniform negatives when
     ``model.uses_negatives``) ``out = model()``, ``loss = sum(model.loss(batch,
     out).values())``, one optimiser step. Then the learning-rate schedule
-    steps, the validation split is evaluated (full ranking), and when
-    ``valid_metric`` improves the test split is evaluated too; training stops
-    after ``patience`` evaluations without improvement. The model ends in its
-    best-validation state.
+    steps, and every ``eval_every`` epochs the validation and test splits are
+    evaluated (full ranking; both go to ``metrics.jsonl``, so test curves can
+    be drawn, as in the MMRec toolbox); the reported test metrics are those
+    of the best validation epoch. Training stops after ``patience``
+    evaluations without improvement of ``valid_metric``. The model ends in
+    its best-validation state.
+
+    **Divergence.** A NaN/inf loss term (the running sum is checked every
+    :data:`NONFINITE_CHECK_STEPS` steps and at the end of each epoch: no host
+    sync per step) or NaN/inf weights after an epoch raise
+    :class:`TrainingDiverged` naming the epoch and the term; that epoch is not
+    saved, so the folder keeps the last good checkpoint and the best model,
+    and the model in memory is restored to its best state.
 
     With ``out_dir`` the trainer owns that run folder
     (:mod:`mmgraph.train.runfolder`: ``run.json``, ``metrics.jsonl``, two
@@ -126,7 +161,10 @@ class Trainer:
     unless ``resume`` or ``overwrite``. ``resume=True`` continues from the
     checkpoint and, on CPU, reproduces the uninterrupted run exactly (model,
     optimiser, schedule and every random-number state are restored).
-    Ctrl-C stops after saving the last finished epoch; rerun with ``resume``.
+    Ctrl-C (or SIGTERM, while :meth:`fit` runs) stops after the last
+    finished epoch, whose checkpoint is on disk, and writes ``results.json``
+    of the best epoch so far with ``"interrupted": true``; rerun with
+    ``resume``.
 
     Args:
         model: the model to train.
@@ -229,10 +267,19 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train with early stopping; returns the test metrics at the best valid epoch.
 
-        On CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
-        process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
-        buffers are not page-faulted again in every step."""
-        with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"):
+        While it runs, SIGTERM is handled like Ctrl-C (the previous handler
+        is restored on return), and on CPU (unless ``tune_malloc=False``) the
+        run keeps freed memory in the process
+        (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
+        buffers are not page-faulted again in every step.
+
+        Raises:
+            TrainingDiverged: the loss or the weights became NaN/inf.
+            RunFolderError: ``out_dir`` holds another run, or another
+                process is writing it.
+        """
+        with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"), \
+                _sigterm_interrupts():
             self._run = self._open_run_folder()
             try:
                 return self._fit()
@@ -333,46 +380,63 @@ class Trainer:
 
         interrupted = False
         start = state["epoch"] + 1
-        bar = tqdm(range(start, cfg.epochs), desc=f"{model.name or type(model).__name__}",
-                   disable=not (cfg.progress and self.is_main), initial=start, total=cfg.epochs,
-                   unit="epoch")
+        bar = tqdm(total=self._epoch_bound(state), initial=start, unit="epoch",
+                   desc=f"{model.name or type(model).__name__}",
+                   disable=not (cfg.progress and self.is_main))
         try:
-            for epoch in bar:
+            for epoch in range(start, cfg.epochs):
                 if state["bad"] >= cfg.patience:
                     break
                 row = self._train_epoch(epoch, loader, opt)
                 sched.step()
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                if evaluated:
                     t0 = time.perf_counter()
                     valid = self.evaluate("valid")
-                    row["eval_seconds"] = time.perf_counter() - t0
-                    row["valid"] = valid
-                    value = valid[cfg.valid_metric]
-                    if value > state["best_value"]:
-                        state.update(best_value=value, best_epoch=epoch, best_valid=valid, bad=0)
-                        state["test"] = self.evaluate("test")
-                        row["test"] = state["test"]
+                    test = self.evaluate("test")
+                    improved = valid[cfg.valid_metric] > state["best_value"]
+                    row.update(valid=valid, test=test, improved=improved,
+                               eval_seconds=time.perf_counter() - t0)
+                # the epoch's record (state, metrics line, best model, checkpoint) is
+                # complete or absent: an interrupt during it is raised after it
+                with _deferred_interrupts():
+                    if evaluated and improved:
+                        state.update(best_value=valid[cfg.valid_metric], best_epoch=epoch,
+                                     best_valid=valid, test=test, bad=0)
                         best_state = {k: v.detach().to("cpu", copy=True)
                                       for k, v in model.state_dict().items()}
                         if run is not None:
                             self._save_best(best_state, data_sig)
-                    else:
+                    elif evaluated:
                         state["bad"] += 1
-                state["epoch"] = epoch
-                state["history"].append(row)
-                self._log(row)
+                    state["epoch"] = epoch
+                    state["history"].append(row)
+                    self._log(row)
+                    if run is not None:
+                        self._save(model, opt, sched, gen, state, best_state, data_sig)
+                bar.total = self._epoch_bound(state)
+                bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}",
                                 **({cfg.valid_metric: f"{row['valid'][cfg.valid_metric]:.4f}"}
                                    if "valid" in row else {}),
-                                best=f"{state['best_value']:.4f}")
-                if run is not None:
-                    self._save(model, opt, sched, gen, state, best_state, data_sig)
+                                best=f"{state['best_value']:.4f}",
+                                patience=f"{state['bad']}/{cfg.patience}")
         except KeyboardInterrupt:
             interrupted = True
-            where = (f"checkpoint of epoch {state['epoch']} is in {self.out_dir / 'checkpoint.pt'}; "
-                     f"resume with --resume" if ckpt_path is not None else "no out_dir, nothing saved")
-            if self.is_main:
-                print(f"\ninterrupted: {where}")
+            self._say(self._interrupt_message(state))
+        except TrainingDiverged as err:
+            self._release_ddp()
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            if run is not None:
+                err.args = (f"{err.args[0]}; nothing of that epoch was saved: {self.out_dir} keeps "
+                            + (f"the checkpoint of epoch {state['epoch']}" if state["epoch"] >= 0
+                               else "no checkpoint")
+                            + (f" and the best model (epoch {state['best_epoch']})"
+                               if best_state is not None else "")
+                            + "; lower --lr (or check the data and the model) and start again "
+                              "with --overwrite",)
+            raise
         finally:
             bar.close()
 
@@ -389,10 +453,34 @@ class Trainer:
             seconds_per_eval=float(np.mean(eval_s)) if eval_s else float("nan"),
             extra={"world_size": 1 if self.dist is None else self.dist.world_size,
                    "amp": cfg.amp})
-        if run is not None and not interrupted:
-            self._save_best(model.state_dict(), data_sig)
-            self.write_results(result)
+        if run is not None:
+            with _deferred_interrupts():     # a second Ctrl-C waits for the results
+                if best_state is not None:
+                    self._save_best(best_state, data_sig)
+                self.write_results(result)
         return result
+
+    def _epoch_bound(self, state: dict[str, Any]) -> int:
+        """Epochs the run will have trained at most unless validation improves
+        again: ``epochs``, or fewer when early stopping decides first (the
+        epoch bar's total)."""
+        cfg = self.config
+        left = max(cfg.patience - state["bad"], 0) * cfg.eval_every
+        if state["best_epoch"] < 0:      # the first evaluation always improves
+            left += cfg.eval_every
+        return min(cfg.epochs, state["epoch"] + 1 + left)
+
+    def _interrupt_message(self, state: dict[str, Any]) -> str:
+        """What an interrupt kept, and how to continue (true for this run)."""
+        if self.out_dir is None:
+            return "\ninterrupted: no out_dir, nothing was saved"
+        if state["epoch"] < 0:
+            return (f"\ninterrupted before the first epoch finished: nothing to resume in "
+                    f"{self.out_dir}; start again with --overwrite (overwrite=True)")
+        best = (f"; results of the best epoch so far ({state['best_epoch']}) in "
+                f"{self.out_dir / 'results.json'}" if state["best_epoch"] >= 0 else "")
+        return (f"\ninterrupted: the checkpoint of epoch {state['epoch']} is in "
+                f"{self.out_dir / 'checkpoint.pt'}{best}; continue with --resume (resume=True)")
 
     def _train_epoch(self, epoch: int, loader, opt) -> dict[str, Any]:
         model = self.model
@@ -404,6 +492,8 @@ class Trainer:
         t0 = time.perf_counter()
         totals: dict[str, torch.Tensor] = {}
         n = 0
+        steps = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False,
+                     delay=_STEP_BAR_DELAY, disable=not (self.config.progress and self.is_main))
         for batch in loader:
             weight = 1.0
             if ctx is not None:
@@ -430,6 +520,10 @@ class Trainer:
                 v = v.detach().float()
                 totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
             n += 1
+            steps.update(1)
+            if ctx is None and n % NONFINITE_CHECK_STEPS == 0:
+                self._check_finite_loss(epoch, totals, n)     # one host sync per N steps
+        steps.close()
         if ctx is not None and totals:
             # weighted shard means -> global-batch means (one collective per epoch)
             keys = list(totals)
@@ -437,8 +531,41 @@ class Trainer:
             totals = dict(zip(keys, summed.unbind(0)))
         # one host sync per epoch
         terms = {k: float(v) / max(n, 1) for k, v in totals.items()}
+        self._check_finite_loss(epoch, terms, n)
+        self._check_finite_weights(epoch)
         return {"epoch": epoch, "loss": sum(terms.values()), "terms": terms,
                 "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - t0}
+
+    def _check_finite_loss(self, epoch: int, totals: dict[str, Any], steps: int) -> None:
+        """Raise :class:`TrainingDiverged` if a loss term accumulated so far is NaN/inf
+        (a non-finite step leaves the running sum non-finite)."""
+        if not totals:
+            return
+        values = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                  for v in totals.values()]
+        finite = torch.stack([v.reshape(()) for v in values]).isfinite()
+        if bool(finite.all()):
+            return
+        bad = [(k, float(v)) for (k, v), ok in zip(totals.items(), finite.tolist()) if not ok]
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the loss term {bad[0][0]!r} is {bad[0][1]} "
+            f"after {steps} batch(es)"
+            + (f" (also {', '.join(repr(k) for k, _ in bad[1:])})" if len(bad) > 1 else ""))
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Raise :class:`TrainingDiverged` if a NaN/inf gradient reached the weights
+        (one pass over the parameters, one host sync, per epoch)."""
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if not params:
+            return
+        flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+        if bool(flags.all()):
+            return
+        bad = [n for (n, _), ok in zip(params, flags.tolist()) if not ok]
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the loss stayed finite but a non-finite "
+            f"gradient made these weights NaN/inf: {', '.join(bad[:5])}"
+            + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
     def _wrapped(self) -> torch.nn.Module:
         """The model in ``DistributedDataParallel`` (made once, on first use)."""
@@ -481,6 +608,7 @@ class Trainer:
                          "model_state": state_dict}, self._run.best_model)
 
     def _save(self, model, opt, sched, gen, state, best_state, data_sig) -> None:
+        """``checkpoint.pt`` (the previous one kept as ``checkpoint.prev.pt``)."""
         with _deferred_interrupts():
             self._run.save_checkpoint({
                 "model_key": model.extra_state_key(), "data_signature": data_sig,
@@ -509,19 +637,47 @@ class Trainer:
 
 
 @contextlib.contextmanager
+def _sigterm_interrupts():
+    """While training, SIGTERM stops like Ctrl-C (``KeyboardInterrupt``: the
+    finished epoch is kept and the results are written); the previous handler
+    is restored afterwards. Main thread only."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_deferring = False     # a _deferred_interrupts block is active (main thread)
+
+
+@contextlib.contextmanager
 def _deferred_interrupts():
     """Defer SIGINT / SIGTERM while a file is written (main thread only): an
-    interrupt during the write is re-raised as ``KeyboardInterrupt`` after it."""
+    interrupt during the block is re-raised as ``KeyboardInterrupt`` after it.
+    Nested blocks defer to the outermost one."""
+    global _deferring
     pending = []
     previous = {}
+    if _deferring:
+        yield
+        return
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             previous[sig] = signal.signal(sig, lambda *a: pending.append(a))
         except ValueError:  # not in the main thread
             break
+    _deferring = bool(previous)
     try:
         yield
     finally:
+        _deferring = False
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if pending:
