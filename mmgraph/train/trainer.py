@@ -267,8 +267,8 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train with early stopping; returns the test metrics at the best valid epoch.
 
-        While it runs, SIGTERM is handled like Ctrl-C (the previous handler
-        is restored on return), and on CPU (unless ``tune_malloc=False``) the
+        While it runs, SIGTERM is handled like Ctrl-C and ``threads`` (if set)
+        is torch's intra-op thread count (both restored on return), and on CPU (unless ``tune_malloc=False``) the
         run keeps freed memory in the process
         (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
         buffers are not page-faulted again in every step.
@@ -279,7 +279,7 @@ class Trainer:
                 process is writing it.
         """
         with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"), \
-                _sigterm_interrupts():
+                _sigterm_interrupts(), _intra_op_threads(self.config.threads):
             self._run = self._open_run_folder()
             try:
                 return self._fit()
@@ -634,6 +634,20 @@ class Trainer:
             return
         run.write_with("learning_curve.png", lambda path: plot_history(
             result.history, path, metric=self.config.valid_metric))
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int | None):
+    """``torch.set_num_threads(n)`` for the block, then the previous count (``None``: untouched)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
