@@ -456,8 +456,10 @@ def test_metrics_record_test_of_every_evaluated_epoch(tiny, tmp_path):
 
 
 def test_progress_bars(tiny, capsys, monkeypatch):
+    import mmgraph.evaluation as ev
     import mmgraph.train.trainer as tr
-    monkeypatch.setattr(tr, "_STEP_BAR_DELAY", 0.0)          # show the inner bar at once
+    monkeypatch.setattr(tr, "_STEP_BAR_DELAY", 0.0)          # show the inner bars at once
+    monkeypatch.setattr(ev, "_PROGRESS_DELAY", 0.0)
     torch.manual_seed(0)
     res = Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
                   _cfg(None, out_dir=None, epochs=1000, lr=0.0, patience=3, progress=True)).fit()
@@ -465,3 +467,4 @@ def test_progress_bars(tiny, capsys, monkeypatch):
     assert res.epochs_run == 4
     assert "0/4 [" in err and "4/4 [" in err and "/1000" not in err   # early stopping decides
     assert "epoch 0:" in err and "/10 [" in err and "batch" in err    # 2305 / 256 -> 10 steps
+    assert "evaluating valid:" in err and "evaluating test:" in err and "user" in err

@@ -214,9 +214,12 @@ class Trainer:
         if self.dist is not None:
             self.device = self.dist.device
         evaluator = evaluator or Evaluator(data, ks=self.config.ks,
-                                           batch_size=self.config.eval_batch_size)
+                                           batch_size=self.config.eval_batch_size,
+                                           progress=self.config.progress)
         if self.dist is not None and not isinstance(evaluator, ShardedEvaluator):
             evaluator = ShardedEvaluator.from_evaluator(evaluator, self.dist)
+        if self.dist is not None and not self.dist.is_main:
+            evaluator.progress = False
         self.evaluator = evaluator
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
         self._run: RunFolder | None = None   # the locked run folder while fit() runs (rank 0)
