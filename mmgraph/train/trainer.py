@@ -271,10 +271,10 @@ class Trainer:
         """Train with early stopping; returns the test metrics at the best valid epoch.
 
         While it runs, SIGTERM is handled like Ctrl-C and ``threads`` (if set)
-        is torch's intra-op thread count (both restored on return), and on CPU (unless ``tune_malloc=False``) the
-        run keeps freed memory in the process
-        (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
-        buffers are not page-faulted again in every step.
+        is torch's intra-op thread count (both restored on return), and on
+        CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
+        process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same
+        large buffers are not page-faulted again in every step.
 
         Raises:
             TrainingDiverged: the loss or the weights became NaN/inf.
@@ -497,36 +497,38 @@ class Trainer:
         n = 0
         steps = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False,
                      delay=_STEP_BAR_DELAY, disable=not (self.config.progress and self.is_main))
-        for batch in loader:
-            weight = 1.0
-            if ctx is not None:
-                batch, weight = shard_batch(batch, ctx.rank, ctx.world_size)
-            with self._autocast():
-                out = net()
-                terms = model.loss(batch, out)
-                loss = sum(terms.values())
-            if weight != 1.0:
-                loss = loss * weight
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if ctx is not None and not self._checked_grads:
-                self._check_all_params_used()
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            for k, v in terms.items():
-                v = v.detach().float()
-                totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
-            n += 1
-            steps.update(1)
-            if ctx is None and n % NONFINITE_CHECK_STEPS == 0:
-                self._check_finite_loss(epoch, totals, n)     # one host sync per N steps
-        steps.close()
+        try:
+            for batch in loader:
+                weight = 1.0
+                if ctx is not None:
+                    batch, weight = shard_batch(batch, ctx.rank, ctx.world_size)
+                with self._autocast():
+                    out = net()
+                    terms = model.loss(batch, out)
+                    loss = sum(terms.values())
+                if weight != 1.0:
+                    loss = loss * weight
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                if ctx is not None and not self._checked_grads:
+                    self._check_all_params_used()
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                for k, v in terms.items():
+                    v = v.detach().float()
+                    totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
+                n += 1
+                steps.update(1)
+                if ctx is None and n % NONFINITE_CHECK_STEPS == 0:
+                    self._check_finite_loss(epoch, totals, n)     # one host sync per N steps
+        finally:
+            steps.close()
         if ctx is not None and totals:
             # weighted shard means -> global-batch means (one collective per epoch)
             keys = list(totals)
