@@ -19,8 +19,9 @@ epoch 11, 0.232 at epoch 39), so the fallback waits 30 evaluations; ``--fast``
 trains a fixed 40 epochs. ``--patience`` overrides both.
 
 Writes ``results.json``, ``results.md``, ``metrics.jsonl`` and
-``learning_curve.png`` into ``--out`` and prints the test metrics next to the
-paper's Baby row.
+``learning_curve.png`` into ``--out`` (replacing the example's previous run
+there: the example passes ``overwrite=True``) and prints the test metrics next
+to the paper's Baby row; ``mmgraph evaluate OUT`` opens the run.
 """
 from __future__ import annotations
 
@@ -74,12 +75,12 @@ def main(argv=None) -> int:
               "the early dip of validation recall; see the module docs)")
     extra = {} if patience is None else {"patience": patience}
     cfg = train_config_for(MambaRec, epochs=epochs, device=a.device, seed=a.seed, out_dir=a.out,
-                           progress=not a.no_progress, **extra)
+                           overwrite=True, progress=not a.no_progress, **extra)
     torch.manual_seed(a.seed)
     model = MambaRec(data, MambaRecConfig())
     print(f"MambaRec: {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"modalities {modality_names(data)}, device {a.device}")
-    result = Trainer(model, data, cfg).fit()
+    result = Trainer(model, data, cfg, data_spec=spec).fit()
 
     print(format_result(result, f"MambaRec on {spec}"))
     print(f"{'':10s}" + "".join(f"{k:>12s}" for k in PAPER_BABY))

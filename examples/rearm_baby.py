@@ -18,7 +18,8 @@ weight decay 5e-4, batch 2048, early stopping on valid Recall@20 with
 patience 20, at most 2000 epochs.
 
 Writes ``results.json``, ``results.md``, ``metrics.jsonl``, ``summary.json``
-and ``learning_curve.png`` (with matplotlib) into ``--out`` and prints the
+and ``learning_curve.png`` (with matplotlib) into ``--out`` (replacing the
+example's previous run there: the example passes ``overwrite=True``) and prints the
 test Recall/NDCG@10/20.
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     epochs = a.epochs if a.epochs is not None else (3 if a.fast else REARM.train_defaults["epochs"])
     # REARM.train_defaults carry the authors' AdamW / lr 5e-5 / weight decay 5e-4
     overrides = dict(epochs=epochs, device=a.device, seed=a.seed, out_dir=a.out,
-                     progress=not a.no_progress)
+                     overwrite=True, progress=not a.no_progress)
     if a.fast:
         overrides["patience"] = 2
     cfg = train_config_for(REARM, **overrides)
@@ -88,7 +89,7 @@ def main(argv=None) -> int:
           f"graphs built in {build_s:.1f} s, device {a.device}")
     print(f"training: {cfg.optimizer} lr {cfg.lr} weight decay {cfg.weight_decay}, "
           f"batch {cfg.batch_size}, up to {cfg.epochs} epochs, patience {cfg.patience}")
-    result = Trainer(model, data, cfg).fit()
+    result = Trainer(model, data, cfg, data_spec=spec).fit()
 
     print(format_result(result, f"REARM on {spec}"))
     print("test " + "  ".join(f"{k}={result.test.get(k, float('nan')):.4f}" for k in REPORT))

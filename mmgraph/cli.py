@@ -3,13 +3,15 @@
 Every option is a field of a typed dataclass: the trainer's
 :class:`~mmgraph.train.TrainConfig` and the chosen model's config (e.g.
 :class:`~mmgraph.models.LightGCNConfig`). ``mmgraph train --model NAME --help``
-lists that model's options with their published defaults.
+lists every option with its one-line description (from the dataclass
+docstrings), its allowed values and the default the run will use: the
+model's config defaults and its ``train_defaults`` merged over
+``TrainConfig``'s (``mmgraph models`` prints the same values).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,14 +21,35 @@ import torch
 from . import models as _models  # noqa: F401  (registers every model)
 from .data import dataset_stats, format_stats, load_dataset
 from .models.base import MODELS, get_model_class
-from .train import Trainer, TrainConfig, format_result, load_checkpoint, train_config_for
-from .train.config import add_dataclass_arguments, dataclass_overrides, replace_checked
+from .train import (RunFolder, Trainer, TrainConfig, TrainingDiverged, format_result, load_run,
+                     to_json, train_config_for)
+from .train.config import (add_dataclass_arguments, dataclass_overrides, format_value,
+                           replace_checked)
 
 DEFAULT_DATA = "synthetic:baby"
+
+#: Exceptions that mean a user mistake (a bad option, a missing or malformed file): the CLI
+#: prints ``error: <message>`` on one line and exits with 2. Anything else is a bug and keeps
+#: its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+               FileExistsError, PermissionError, TrainingDiverged)
 
 
 def _model_list() -> str:
     return ", ".join(sorted(MODELS))
+
+
+def default_out_dir(model_name: str | None) -> str:
+    """``--out-dir`` when not given: ``runs/<model>``."""
+    return str(Path("runs") / (model_name or "<model>"))
+
+
+def effective_train_defaults(cls) -> dict:
+    """The training settings a run of model ``cls`` uses when no option is given:
+    ``TrainConfig`` defaults, the model's ``train_defaults`` over them, and
+    ``out_dir`` ``runs/<model>`` (what ``--help`` and ``mmgraph models`` show)."""
+    cfg = train_config_for(cls, out_dir=default_out_dir(getattr(cls, "name", None)))
+    return dataclasses.asdict(cfg)
 
 
 def _build_model(name: str, data, config_overrides: dict):
@@ -46,12 +69,20 @@ def _train_parser(model_name: str | None) -> argparse.ArgumentParser:
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="data-parallel processes on this machine (torch.distributed: gloo on "
                         "CPU, NCCL with --device cuda, one GPU per process); the global batch "
-                        "stays --batch-size. Several machines: see `torchrun ... -m mmgraph.cli "
-                        "train` in mmgraph.train.distributed (default: 1)")
-    add_dataclass_arguments(p, TrainConfig, "training options (TrainConfig)")
-    if model_name is not None:
+                        "stays --batch-size; each process uses --threads CPU threads (default "
+                        "1 under --nproc > 1 unless OMP_NUM_THREADS is set). Several machines: "
+                        "see `torchrun ... -m mmgraph.cli train` in mmgraph.train.distributed. "
+                        "Values: an integer >= 1. Default: 1")
+    if model_name is None:
+        add_dataclass_arguments(p, TrainConfig, "training options (TrainConfig; some models "
+                                "change defaults: see --model NAME --help)",
+                                defaults={"out_dir": default_out_dir(None)})
+    else:
         cls = get_model_class(model_name)
-        add_dataclass_arguments(p, cls.config_class, f"{cls.name} options ({cls.config_class.__name__})")
+        add_dataclass_arguments(p, TrainConfig, f"training options (TrainConfig, with "
+                                f"{cls.name}'s defaults)", defaults=effective_train_defaults(cls))
+        add_dataclass_arguments(p, cls.config_class,
+                                f"{cls.name} options ({cls.config_class.__name__})")
     return p
 
 
@@ -65,25 +96,31 @@ def cmd_train(argv: list[str]) -> int:
     cls = get_model_class(args.model)
     train_over = dataclass_overrides(args, TrainConfig)
     model_over = dataclass_overrides(args, cls.config_class)
-    train_over.setdefault("out_dir", str(Path("runs") / cls.name))
+    train_over.setdefault("out_dir", default_out_dir(cls.name))
     cfg = train_config_for(cls, **train_over)
     replace_checked(cls.config_class(), **model_over)  # model option errors before any launch
 
+    # every option is checked before the data loads or a process starts
+    from .train.config import check_device
     from .train.distributed import is_distributed_env
+    from .train.trainer import amp_dtype
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    amp_dtype(cfg.amp, check_device(cfg.device))
+    if cfg.threads is not None:      # before the data loads: graph building uses them too
+        torch.set_num_threads(cfg.threads)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if cfg.out_dir and main_rank:
+        RunFolder(cfg.out_dir).check(cfg.resume, cfg.overwrite)   # taken / in use / a file
     if args.nproc > 1 and not is_distributed_env():
-        from .train.trainer import amp_dtype
-        amp_dtype(cfg.amp, cfg.device)   # device/precision errors before any process starts
         return _launch_train(argv, args.nproc)
 
-    main_rank = int(os.environ.get("RANK", "0")) == 0
     data = load_dataset(args.data)
     if main_rank:
         print(format_stats(dataset_stats(data)))
     torch.manual_seed(cfg.seed)
     model = _build_model(cls.name, data, model_over)
-    trainer = Trainer(model, data, cfg)
+    trainer = Trainer(model, data, cfg, data_spec=args.data)
     try:
         result = trainer.fit()
     finally:
@@ -93,11 +130,6 @@ def cmd_train(argv: list[str]) -> int:
         print(format_result(result, f"{cls.name} on {args.data}"
                             + (f" ({trainer.dist.world_size} processes)" if trainer.dist else "")))
     if cfg.out_dir and trainer.is_main:
-        meta = Path(cfg.out_dir) / "run.json"
-        meta.write_text(json.dumps({"model": cls.name, "data": args.data,
-                                    "model_config": dataclasses.asdict(model.config),
-                                    "train_config": dataclasses.asdict(cfg),
-                                    "world_size": result.extra.get("world_size", 1)}, indent=2))
         print(f"results, metrics.jsonl and checkpoints in {cfg.out_dir}/")
     return 130 if result.interrupted else 0
 
@@ -123,24 +155,6 @@ def _launch_train(argv: list[str], nproc: int) -> int:
     return 0
 
 
-def _load_trained(run_dir: str, data_spec: str | None, device: str):
-    run = Path(run_dir)
-    meta_path = run / "run.json"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{run} has no run.json: is it an `mmgraph train` output folder?")
-    meta = json.loads(meta_path.read_text())
-    data = load_dataset(data_spec or meta["data"])
-    cls = get_model_class(meta["model"])
-    model = _build_model(cls.name, data, {k: tuple(v) if isinstance(v, list) else v
-                                          for k, v in meta["model_config"].items()})
-    ckpt = load_checkpoint(run / "best_model.pt")
-    from .train.checkpoint import check_compatible, dataset_signature
-    check_compatible(ckpt, model.extra_state_key(), dataset_signature(data), run / "best_model.pt",
-                     model.config_defaults())
-    model.load_state_dict(ckpt["model_state"])
-    return model.to(device).eval(), data, meta
-
-
 def cmd_evaluate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="mmgraph evaluate",
                                 description="Full-ranking metrics of a trained run.")
@@ -151,14 +165,24 @@ def cmd_evaluate(argv: list[str]) -> int:
     p.add_argument("--cold-start", action="store_true", help="only held-out items with no training interaction")
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    model, data, meta = _load_trained(a.run_dir, a.data, a.device)
+    model, data, meta = load_run(a.run_dir, a.data, a.device)
     from .evaluation import Evaluator
-    ks = tuple(int(k) for k in a.ks.split(","))
+    try:
+        ks = tuple(int(k) for k in a.ks.split(","))
+    except ValueError:
+        raise ValueError(f"--ks must be comma-separated integers, got {a.ks!r}") from None
+    evaluator = Evaluator(data, ks=ks)
+    if evaluator.num_eval_users(a.split, cold_start=a.cold_start) == 0:
+        raise ValueError(
+            f"no user was evaluated: no {a.split} interaction is with a cold item (an item "
+            f"without training interactions); this dataset has "
+            f"{int(evaluator.cold_items.sum())} cold item(s)" if a.cold_start else
+            f"no user was evaluated: the {a.split} split is empty")
     with torch.no_grad():
         out = model()
-        res = Evaluator(data, ks=ks).evaluate(lambda u: model.score(u, out), split=a.split,
-                                              cold_start=a.cold_start)
-    print(json.dumps(res, indent=2))
+        res = evaluator.evaluate(lambda u: model.score(u, out), split=a.split,
+                                 cold_start=a.cold_start)
+    print(to_json(res, indent=2))
     return 0
 
 
@@ -171,15 +195,25 @@ def cmd_recommend(argv: list[str]) -> int:
     p.add_argument("--data", default=None)
     p.add_argument("--device", default="cpu")
     a = p.parse_args(argv)
-    model, data, _ = _load_trained(a.run_dir, a.data, a.device)
+    model, data, _ = load_run(a.run_dir, a.data, a.device)
     from .evaluation import recommend
     try:
         users = torch.tensor([int(u) for u in a.users.split(",") if u.strip()], dtype=torch.long)
     except ValueError:
         raise ValueError(f"--users must be comma-separated integers, got {a.users!r}") from None
+    bad = [u for u in users.tolist() if not 0 <= u < model.num_users]
+    if bad or users.numel() == 0:
+        raise ValueError(f"--users must be user ids in 0..{model.num_users - 1}, got "
+                         f"{', '.join(map(str, bad[:5])) if bad else 'none'}")
+    if not 1 <= a.k <= model.num_items:
+        raise ValueError(f"-k must be in 1..{model.num_items} (the number of items), got {a.k}")
     items, scores = recommend(model, data, users, k=a.k)
     for u, it, sc in zip(users.tolist(), items.tolist(), scores.tolist()):
-        print(json.dumps({"user": u, "items": it, "scores": [round(s, 5) for s in sc]}))
+        # a user with fewer than k unseen items: the masked (-inf) training items are not
+        # recommendations; strict JSON (to_json) in any case
+        keep = [j for j, s in enumerate(sc) if s != float("-inf")]
+        print(to_json({"user": u, "items": [it[j] for j in keep],
+                       "scores": [round(sc[j], 5) for j in keep]}))
     return 0
 
 
@@ -221,11 +255,23 @@ def cmd_convert(argv: list[str]) -> int:
 
 
 def cmd_models(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="mmgraph models",
+                            description="Registered models, their options and the training "
+                                        "settings each trains with by default.").parse_args(argv)
+    base = dataclasses.asdict(TrainConfig())
+    print("training defaults (TrainConfig; a model lists where it differs): "
+          + ", ".join(f"{k}={format_value(v)}" for k, v in base.items()
+                      if k not in ("out_dir", "resume", "overwrite")))
+    print("out_dir: runs/<model>\n")
     for name in sorted(MODELS):
         cls = MODELS[name]
-        fields = ", ".join(f"{f.name}={getattr(cls.config_class(), f.name)!r}"
+        fields = ", ".join(f"{f.name}={format_value(getattr(cls.config_class(), f.name))}"
                            for f in dataclasses.fields(cls.config_class))
+        train = effective_train_defaults(cls)
+        differs = ", ".join(f"{k}={format_value(v)}" for k, v in train.items()
+                            if k != "out_dir" and v != base[k])
         print(f"{name:10s} {cls.__name__}: {fields}")
+        print(f"{'':10s} training: {differs or 'the defaults'}")
     return 0
 
 
@@ -250,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (ValueError, FileNotFoundError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

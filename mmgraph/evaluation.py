@@ -39,6 +39,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
 
 from .data.hetero import (INTERACTS, build_hetero, modality_features, num_items,
                           num_users, split_edge_index)
@@ -46,6 +47,8 @@ from .data.hetero import (INTERACTS, build_hetero, modality_features, num_items,
 __all__ = ["Evaluator", "evaluate", "recommend", "cold_start_split", "METRICS"]
 
 METRICS = ("recall", "ndcg", "precision", "map")
+#: A progress bar appears once an evaluation has run this many seconds.
+_PROGRESS_DELAY = 3.0
 
 
 def _member(sorted_keys: Tensor, query: Tensor) -> Tensor:
@@ -90,6 +93,8 @@ class Evaluator:
         ks: cut-offs, e.g. ``(10, 20)``; each must be ``<= num_items``.
         metrics: subset of ``('recall', 'ndcg', 'precision', 'map')``.
         batch_size: users scored per call of ``score_fn``.
+        progress: show a bar of the user batches when an evaluation takes
+            more than a few seconds (the trainer passes its ``progress``).
 
     Example::
 
@@ -103,7 +108,8 @@ class Evaluator:
     """
 
     def __init__(self, data: HeteroData, ks: Sequence[int] = (10, 20),
-                 metrics: Sequence[str] = METRICS, batch_size: int = 4096):
+                 metrics: Sequence[str] = METRICS, batch_size: int = 4096,
+                 progress: bool = False):
         if isinstance(ks, int):
             ks = (ks,)
         ks = tuple(int(k) for k in ks)
@@ -124,6 +130,7 @@ class Evaluator:
         self.ks = ks
         self.metrics = metrics
         self.batch_size = int(batch_size)
+        self.progress = bool(progress)
         self._train = _TrainIndex(data)
         self._cold = self._train.item_deg == 0
         self._data = data
@@ -208,8 +215,11 @@ class Evaluator:
         kmax = max(self.ks)
         n_items = self.num_items
         acc = None
+        bar = tqdm(total=n, desc=f"evaluating {split}", unit="user", leave=False,
+                   delay=_PROGRESS_DELAY, disable=not self.progress)
         for s in range(0, n, self.batch_size):
             users = users_all[s:s + self.batch_size]
+            bar.update(users.numel())
             rows, cols = self._train.batch_entries(users)
             scores = score_fn(users if udev is None else users.to(udev))
             if scores.dim() != 2 or scores.size(0) != users.numel() or scores.size(1) != n_items:
@@ -232,6 +242,7 @@ class Evaluator:
             hit &= ~_member(self._on("train", self._train.keys, dev), q)  # masked never hit
             batch = self._batch_metrics(hit, pos_len_all[s:s + self.batch_size].to(dev))
             acc = batch if acc is None else acc + batch
+        bar.close()
         vals = (acc / n).tolist()   # the one host sync
         return {f"{m}@{k}": vals[i][j] for i, m in enumerate(self.metrics)
                 for j, k in enumerate(self.ks)}

@@ -44,3 +44,21 @@ def test_train_evaluate_recommend_roundtrip(tmp_path, capsys):
 def test_stats(capsys):
     assert main(["stats", "synthetic:tiny"]) == 0
     assert "users" in capsys.readouterr().out.lower()
+
+
+def test_recommend_users_out_of_range_and_cold_start_without_cold_items(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--model", "bprmf", "--data", "synthetic:tiny", "--epochs", "1",
+                 "--progress", "false", "--out-dir", str(out)]) == 0
+    capsys.readouterr()
+    for users, bad in (("0,300", "300"), ("-1", "-1"), ("5,1000,-2", "1000, -2")):
+        assert main(["recommend", str(out), "--users", users]) == 2
+        err = capsys.readouterr().err
+        assert err == f"error: --users must be user ids in 0..299, got {bad}\n"
+    assert main(["recommend", str(out), "--users", "0", "-k", "0"]) == 2
+    assert "-k must be in 1..200" in capsys.readouterr().err
+    # synthetic:tiny has no cold item: say that nobody was evaluated instead of printing zeros
+    assert main(["evaluate", str(out), "--cold-start"]) == 2
+    err = capsys.readouterr().err
+    assert "no user was evaluated: no test interaction is with a cold item" in err
+    assert "0 cold item(s)" in err and err.count("\n") == 1

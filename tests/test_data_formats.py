@@ -245,7 +245,7 @@ def test_recbole_bad_inputs(tmp_path):
     with pytest.raises(DataValidationError, match=r"ml\.valid\.inter line 2: column 'rating' has "
                                                   r"non-numeric value 'good'"):
         load_dataset(path)
-    (path / "ml.valid.inter").write_text("uid:token\titem_id:token\nann\tB07\n")
+    (path / "ml.valid.inter").write_text("uid:token\titem_id:token\nann\tC99\n")
     with pytest.raises(DataValidationError, match=r"ml\.valid\.inter: missing column\(s\) 'user_id'"):
         load_dataset(path)
     (path / "ml.train.inter").write_text("uid:token\titem_id:token\nann\tB07\n")

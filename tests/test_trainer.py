@@ -187,3 +187,41 @@ def test_resume_from_checkpoint_predating_new_config_fields(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"config changed in num_neg \(1 -> 2\)"):
         Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny,
                 _cfg(tmp_path, epochs=2, resume=True, num_neg=2)).fit()
+
+
+def test_changed_features_are_detected(tiny, tmp_path):
+    """The dataset fingerprint covers the modality features: resuming (or evaluating) with
+    other feature values of the same shape is refused, naming the modality."""
+    import copy
+
+    from mmgraph.train import dataset_signature
+    torch.manual_seed(0)
+    Trainer(LightGCN(tiny, LightGCNConfig(num_layers=1)), tiny, _cfg(tmp_path, epochs=1)).fit()
+    other = copy.copy(tiny)
+    other["item"].x_image = tiny["item"].x_image.flip(0)          # same shape and dtype
+    sig = dataset_signature(other)
+    assert sig["features"]["image"]["shape"] == list(tiny["item"].x_image.shape)
+    assert sig["features"]["image"] != dataset_signature(tiny)["features"]["image"]
+    with pytest.raises(ValueError, match=r"another dataset \(differs in: features\.image\)"):
+        Trainer(LightGCN(other, LightGCNConfig(num_layers=1)), other,
+                _cfg(tmp_path, epochs=2, resume=True)).fit()
+
+
+def test_generated_features_fingerprinted_by_recipe_without_building_them():
+    """Synthetic features are fingerprinted by their generator arguments: nothing is
+    built for it, the fingerprint is the same before and after they are built, and a
+    matrix changed in place is hashed again (so the change is detected)."""
+    from mmgraph.data import load_dataset
+    from mmgraph.data.lazy import is_lazy
+    from mmgraph.train import dataset_signature
+    data = load_dataset("synthetic:tiny")
+    before = dataset_signature(data)
+    assert is_lazy(data, "image") and "recipe" in before["features"]["image"]
+    x = data["item"].x_image                                   # built now
+    assert not is_lazy(data, "image") and dataset_signature(data) == before
+    other = load_dataset("synthetic:tiny?image_noise=0.5")
+    assert dataset_signature(other)["features"]["image"] != before["features"]["image"]
+    assert dataset_signature(other)["features"]["text"] == before["features"]["text"]
+    x[0, 0] += 1.0                                             # in place: no recipe any more
+    after = dataset_signature(data)["features"]["image"]
+    assert "recipe" not in after and "sha1" in after and after != before["features"]["image"]

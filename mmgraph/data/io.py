@@ -22,6 +22,8 @@ The single entry point is :func:`mmgraph.data.load_dataset`
 """
 from __future__ import annotations
 
+import codecs
+import io
 import re
 import warnings
 from pathlib import Path
@@ -54,6 +56,18 @@ _LABELS = {"train": 0, "valid": 1, "test": 2}
 
 
 # --------------------------------------------------------------------------- features
+def _load_npy(path: Path) -> np.ndarray:
+    """``np.load`` of a numeric array; an empty, truncated or non-.npy file is
+    a :class:`DataValidationError` naming it."""
+    if path.stat().st_size == 0:
+        raise DataValidationError(f"{path}: empty file (0 bytes), expected a .npy array")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as err:   # object arrays, corrupt or cut headers
+        raise DataValidationError(f"{path}: cannot read as a numeric .npy array "
+                                  f"({type(err).__name__}: {err})") from None
+
+
 def _feature_files(directory: Path) -> dict[str, Path]:
     return {p.name[:-len(_FEAT_SUFFIX)]: p for p in sorted(directory.glob("*" + _FEAT_SUFFIX))
             if p.is_file() and len(p.name) > len(_FEAT_SUFFIX)}
@@ -84,10 +98,7 @@ def read_features(directory: str | Path, num_items: int,
         found = {m: found[m] for m in wanted}
     out = {}
     for m, path in found.items():
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as err:   # object arrays, corrupt headers
-            raise DataValidationError(f"{path}: cannot read as a numeric .npy array ({err})") from None
+        arr = _load_npy(path)
         out[m] = validate_features(arr, num_items, m, str(path))
     return out
 
@@ -133,33 +144,50 @@ def assemble(splits, *, sources, lines=None, num_users: int | None = None,
 
 
 # --------------------------------------------------------------------------- MMRec layout
-def _first_bad_line(path: Path, delim: str | None, usecols: list[int], names: list[str]) -> str:
+def _read_text(path: Path) -> str:
+    """A text file as UTF-8 with ``\\n`` line ends; a leading byte-order mark
+    (Excel's UTF-8 export) is dropped, and bytes that are not UTF-8 are
+    reported with their line number."""
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise DataValidationError(
+            f"{path} line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x}); "
+            f"save the file as UTF-8") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
+
+
+def _first_bad_line(path: Path, rows: Iterable[tuple[int, str]], delim: str | None,
+                    usecols: list[int], names: list[str]) -> str:
     """Slow path for error messages: locate the first unparsable field."""
-    with open(path, encoding="utf-8") as f:
-        f.readline()
-        for lineno, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(delim)
-            for c, name in zip(usecols, names):
-                if c >= len(fields):
-                    return f"{path} line {lineno}: only {len(fields)} field(s), column {name!r} missing"
-                try:
-                    float(fields[c])
-                except ValueError:
-                    return f"{path} line {lineno}: column {name!r} has non-numeric value {fields[c]!r}"
+    for lineno, line in rows:
+        fields = line.split(delim)
+        for c, name in zip(usecols, names):
+            if c >= len(fields):
+                return f"{path} line {lineno}: only {len(fields)} field(s), column {name!r} missing"
+            try:
+                float(fields[c])
+            except ValueError:
+                return f"{path} line {lineno}: column {name!r} has non-numeric value {fields[c]!r}"
     return f"{path}: could not be parsed"
 
 
 def _parse_inter(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Parse the used columns of an ``.inter`` file into float64 arrays."""
-    with open(path, encoding="utf-8") as f:
-        header = f.readline()
+    """Parse the used columns of an ``.inter`` file into float64 arrays.
+
+    Blank (empty or whitespace-only) lines are skipped; the returned line
+    numbers are those of the file, so messages point at the right line.
+    """
+    header, _, body = _read_text(path).partition("\n")
     if not header.strip():
         raise DataValidationError(f"{path}: empty file (expected a header "
                                   f"{' '.join(MMREC_COLUMNS)!r})")
     delim = "\t" if "\t" in header else None
-    cols = [c.strip() for c in header.rstrip("\r\n").split(delim)]
+    cols = [c.strip() for c in header.split(delim)]
     index = {c: j for j, c in enumerate(cols)}
     missing = [c for c in _REQUIRED if c not in index]
     if missing:
@@ -168,15 +196,27 @@ def _parse_inter(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
             f"expected the MMRec header {' '.join(MMREC_COLUMNS)!r}")
     names = [c for c in MMREC_COLUMNS if c in index]
     usecols = [index[c] for c in names]
+    if re.search(r"(?m)^[ \t\f\v]*$", body.rstrip("\n")) is None and body.strip():
+        rows: list[tuple[int, str]] | None = None      # no blank line: parse the text as is
+        source = io.StringIO(body)
+    else:
+        split = body.split("\n")
+        rows = [(n, line) for n, line in enumerate(split, start=2) if line.strip()]
+        source = [line for _, line in rows]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")   # "input contained no data"
-            arr = np.loadtxt(path, delimiter=delim, skiprows=1, usecols=usecols,
+            arr = np.loadtxt(source, delimiter=delim, usecols=usecols,
                              dtype=np.float64, ndmin=2, comments=None)
     except ValueError:
-        raise DataValidationError(_first_bad_line(path, delim, usecols, names)) from None
+        if rows is None:
+            rows = [(n, line) for n, line in enumerate(body.split("\n"), start=2)]
+        raise DataValidationError(_first_bad_line(path, rows, delim, usecols, names)) from None
     columns = {c: arr[:, j] for j, c in enumerate(names)}
-    lines = np.arange(arr.shape[0], dtype=np.int64) + 2   # 1-based, after the header
+    if rows is None:
+        lines = np.arange(arr.shape[0], dtype=np.int64) + 2   # 1-based, after the header
+    else:
+        lines = np.fromiter((n for n, _ in rows), dtype=np.int64, count=len(rows))
     return columns, lines
 
 
@@ -277,10 +317,7 @@ def read_npy_splits(path: str | Path, num_users: int | None = None, num_items: i
         if not f.is_file():
             raise FileNotFoundError(f"missing file {f} ([2, E] split layout needs "
                                     f"train.npy, valid.npy and test.npy)")
-        try:
-            raw[s] = np.load(f, allow_pickle=False)
-        except ValueError as err:
-            raise DataValidationError(f"{f}: cannot read as a numeric .npy array ({err})") from None
+        raw[s] = _load_npy(f)
         sources[s] = str(f)
     return assemble(raw, sources=sources, num_users=num_users, num_items=num_items,
                     feature_dir=path, modalities=modalities, dedup=dedup, cold_users=cold_users,

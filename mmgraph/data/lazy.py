@@ -13,6 +13,7 @@ builds nothing: a model that never reads a modality never pays for it.
 from __future__ import annotations
 
 import copy
+import weakref
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -23,18 +24,28 @@ from torch_geometric.data.storage import NodeStorage
 
 from .hetero import ITEM, feature_key
 
-__all__ = ["LazyFeature", "LazyNodeStorage", "is_lazy", "set_lazy_features"]
+__all__ = ["LazyFeature", "LazyNodeStorage", "feature_recipe", "is_lazy", "set_lazy_features"]
+
+#: id of a tensor built by a :class:`LazyFeature` that has a recipe ->
+#: (recipe, the tensor's version when built, a weak reference to it)
+_BUILT: dict[int, tuple[dict, int, weakref.ref]] = {}
 
 
 class LazyFeature:
-    """A ``[rows, dim]`` float32 matrix made by ``fn()`` when first needed."""
+    """A ``[rows, dim]`` float32 matrix made by ``fn()`` when first needed.
 
-    __slots__ = ("shape", "_fn", "_value")
+    ``recipe`` (optional, JSON-serialisable) describes how ``fn`` makes it,
+    e.g. the synthetic generator's arguments: dataset fingerprints use it
+    instead of hashing the values, before and after the matrix is built
+    (see :func:`feature_recipe`)."""
 
-    def __init__(self, shape: Sequence[int], fn: Callable[[], Any]):
+    __slots__ = ("shape", "_fn", "_value", "recipe")
+
+    def __init__(self, shape: Sequence[int], fn: Callable[[], Any], recipe: dict | None = None):
         self.shape = torch.Size(shape)
         self._fn = fn
         self._value: Tensor | None = None
+        self.recipe = recipe
 
     def materialize(self) -> Tensor:
         if self._value is None:
@@ -46,6 +57,9 @@ class LazyFeature:
                 raise RuntimeError(f"lazy feature built with shape {tuple(value.shape)}, "
                                    f"announced {tuple(self.shape)}")
             self._value, self._fn = value, None
+            if self.recipe is not None:
+                _BUILT[id(value)] = (self.recipe, value._version, weakref.ref(value))
+                weakref.finalize(value, _BUILT.pop, id(value), None)
         return self._value
 
     def __repr__(self) -> str:
@@ -100,9 +114,24 @@ def is_lazy(data: HeteroData, modality: str) -> bool:
     return isinstance(data[ITEM]._mapping.get(feature_key(modality)), LazyFeature)
 
 
+def feature_recipe(data: HeteroData, modality: str) -> dict | None:
+    """The recipe of ``modality``'s features if they come, unmodified, from a
+    :class:`LazyFeature` with one (pending or built); else ``None``. Builds
+    nothing. A tensor changed in place or replaced has no recipe any more."""
+    value = data[ITEM]._mapping.get(feature_key(modality))
+    if isinstance(value, LazyFeature):
+        return value.recipe
+    if isinstance(value, Tensor):
+        built = _BUILT.get(id(value))
+        if built is not None and built[2]() is value and built[1] == value._version:
+            return built[0]
+    return None
+
+
 def set_lazy_features(data: HeteroData,
-                      features: Mapping[str, tuple[Sequence[int], Callable[[], Any]]]) -> HeteroData:
-    """Store ``{modality: (shape, fn)}`` as features built on first access (in place)."""
+                      features: Mapping[str, tuple]) -> HeteroData:
+    """Store ``{modality: (shape, fn)}`` or ``{modality: (shape, fn, recipe)}``
+    as features built on first access (in place)."""
     old = data[ITEM]
     if not isinstance(old, LazyNodeStorage):
         store = LazyNodeStorage(_parent=data, _key=ITEM)
@@ -110,8 +139,8 @@ def set_lazy_features(data: HeteroData,
         data._node_store_dict[ITEM] = store
     store = data[ITEM]
     n = int(store.num_nodes)
-    for m, (shape, fn) in features.items():
+    for m, (shape, fn, *recipe) in features.items():
         if len(shape) != 2 or int(shape[0]) != n:
             raise ValueError(f"feature {m!r} must have shape [num_items={n}, dim], got {tuple(shape)}")
-        store._mapping[feature_key(m)] = LazyFeature(shape, fn)
+        store._mapping[feature_key(m)] = LazyFeature(shape, fn, recipe[0] if recipe else None)
     return data

@@ -331,13 +331,19 @@ def generate_synthetic(num_users: int, num_items: int, num_interactions: int,
         parts.append(np.stack([u[o], i[o]]))
 
     makers = {}
+    # what determines a feature matrix (the item factors and its own stream):
+    # dataset fingerprints use it instead of hashing the values
+    base = {"generator": "mmgraph.data.generate_synthetic", "seed": int(seed), "num_items": n_i,
+            "latent_dim": int(latent_dim), "num_clusters": c, "cluster_noise": float(cluster_noise)}
     if "image" in modalities and image_dim > 0:
         makers["image"] = ((n_i, int(image_dim)), lambda: _image_features(
-            r_img, item_f32, int(image_dim), image_noise))
+            r_img, item_f32, int(image_dim), image_noise),
+            {**base, "modality": "image", "dim": int(image_dim), "noise": float(image_noise)})
     if "text" in modalities and text_dim > 0:
         makers["text"] = ((n_i, int(text_dim)), lambda: _text_features(
-            r_txt, item_f32, int(text_dim), text_noise))
-    feats = {} if lazy_features else {m: fn() for m, (_, fn) in makers.items()}
+            r_txt, item_f32, int(text_dim), text_noise),
+            {**base, "modality": "text", "dim": int(text_dim), "noise": float(text_noise)})
+    feats = {} if lazy_features else {m: fn() for m, (_, fn, _) in makers.items()}
     data = build_hetero(n_u, n_i, parts[0], parts[1], parts[2], feats,
                         name=name if name is not None else "synthetic")
     if lazy_features and makers:

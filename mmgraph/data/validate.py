@@ -14,10 +14,14 @@ Checks, in order:
 3. user ids are contiguous: every id in ``0 .. n-1`` occurs in some split
    (``n`` = the given size, else max id + 1); item ids that occur in no
    interaction (catalogue items known only from a feature row, or a given
-   ``num_items``) are kept as cold items with a warning giving the count;
+   ``num_items``) are kept as cold items with a warning giving the count,
+   unless most of the range is unused (then the ids need re-indexing);
+   memory is bounded by the number of ids, not by ``n`` (one id of
+   ``2**40`` must not cost 1 TiB);
 4. duplicate ``(user, item)`` pairs, within or across splits, are removed
    with a :func:`warnings.warn`, keeping the first occurrence in the order
-   train, valid, test (so a pair in train and test stays in train);
+   train, valid, test (so a pair in train and test stays in train); a split
+   left empty by this is refused;
 5. users with valid/test interactions but no training interaction follow
    the ``cold_users`` policy: ``'drop'`` (default, as the MMRec toolbox's
    ``filter_out_cod_start_users``: their valid/test interactions are removed
@@ -131,23 +135,39 @@ def check_contiguous(ids: Sequence[np.ndarray], n: int, kind: str, source: str,
 
     ``unused='error'`` raises for ids that never occur; ``'keep'`` accepts
     them with a warning giving the count (catalogue items without
-    interactions stay as cold items).
+    interactions stay as cold items), unless they are the majority of the
+    range (a stray huge id, or ids that need re-indexing).
+
+    Memory is bounded by the number of ids given, not by ``n``: a range
+    larger than that count (one huge id) is checked on the sorted distinct
+    ids, without allocating anything of size ``n``.
     """
-    seen = np.zeros(n, dtype=bool)
-    for a in ids:
-        seen[a] = True
-    if seen.all():
+    count = sum(int(np.asarray(a).size) for a in ids)
+    if n <= count:
+        seen = np.zeros(n, dtype=bool)
+        for a in ids:
+            seen[a] = True
+        n_missing = int(n - seen.sum())
+        missing = np.flatnonzero(~seen)[:_MAX_LISTED + 1] if n_missing else None
+    else:
+        present = np.unique(np.concatenate([np.asarray(a).ravel() for a in ids]))
+        present = present[present < n]
+        n_missing = int(n - present.size)
+        # the first k missing ids lie below len(present) + k
+        head = np.arange(min(n, present.size + _MAX_LISTED + 1), dtype=np.int64)
+        missing = np.setdiff1d(head, present, assume_unique=True)[:_MAX_LISTED + 1]
+    if not n_missing:
         return
-    missing = np.flatnonzero(~seen)
-    if unused == "keep":
-        warnings.warn(f"{source}: {missing.size} of the {kind} ids 0..{n - 1} occur in no "
+    if unused == "keep" and n_missing <= n - n_missing:
+        warnings.warn(f"{source}: {n_missing} of the {kind} ids 0..{n - 1} occur in no "
                       f"interaction (first: {_fmt_ids(missing)}); kept as cold {kind}s "
                       f"(features kept, ranked as candidates)", stacklevel=3)
         return
     raise DataValidationError(
-        f"{source}: {kind} ids are not contiguous: {missing.size} of the ids 0..{n - 1} "
+        f"{source}: {kind} ids are not contiguous: {n_missing} of the ids 0..{n - 1} "
         f"never occur (first missing: {_fmt_ids(missing)}); ids must be 0-based and "
         f"contiguous (re-index them, e.g. with mmgraph.data.preprocess_interactions)")
+
 
 
 def check_train_coverage(splits: Mapping[str, np.ndarray], n_users: int, source: str,
@@ -299,6 +319,12 @@ def validate_interactions(splits: Mapping[str, np.ndarray | Tensor],
     if dedup:
         keep = deduplicate(arrays, n_i, all_src)
         arrays = {s: (e if keep[s].all() else e[:, keep[s]]) for s, e in arrays.items()}
+        for s, e in arrays.items():
+            if e.shape[1] == 0:
+                raise DataValidationError(
+                    f"{sources.get(s, s)}: the {s} split is empty after removing duplicate "
+                    f"(user, item) pairs: all its {keep[s].size} interaction(s) also occur in an "
+                    f"earlier split (train before valid before test)")
     cold = check_train_coverage(arrays, n_u, all_src, cold_users)
     for s, m in cold.items():
         if not m.all():

@@ -15,6 +15,9 @@ write themselves.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
+import functools
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -60,11 +63,70 @@ class Embeddings:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: Ranges every model config's numeric fields obey, by field name: ``(patterns, range)``,
+#: ``fnmatch`` patterns, the first matching row applies; bool and non-numeric fields
+#: (and ``None``) are not checked, and every float must be finite. A config class's own
+#: ``__post_init__`` states only what is specific to it; these run after it.
+FIELD_RANGES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("num_*layers", "*_layers"), ">= 0"),
+    (("*_dim", "*knn_k", "num_*", "rank"), ">= 1"),
+    (("*_weight",), ">= 0"),
+    (("dropout", "*_drop"), "in [0, 1]"),
+    (("temperature", "*_temperature", "tau", "cl_tmp"), "> 0"),
+)
+_RANGE_TESTS = {">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1, "> 0": lambda v: v > 0,
+                "in [0, 1]": lambda v: 0 <= v <= 1}
+
+
+def field_range(name: str) -> str | None:
+    """The :data:`FIELD_RANGES` range (e.g. ``'>= 1'``) of a config field, or ``None``."""
+    for patterns, rng in FIELD_RANGES:
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            return rng
+    return None
+
+
+def check_field_ranges(config: Any) -> None:
+    """Raise a ``ValueError`` naming the first numeric field of ``config``
+    outside its :data:`FIELD_RANGES` range (or a non-finite float)."""
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{f.name} must be a finite number, got {v}")
+        rng = field_range(f.name)
+        if rng is not None and not _RANGE_TESTS[rng](v):
+            raise ValueError(f"{f.name} must be {rng}, got {v}")
+
+
 @dataclass
 class ModelConfig:
-    """Fields every model config shares. Subclasses add their own."""
+    """Fields every model config shares. Subclasses add their own.
+
+    Every numeric field is range-checked by name (:data:`FIELD_RANGES`)
+    when a config is made, after the subclass's own ``__post_init__``.
+
+    Attributes:
+        embedding_dim: size ``d`` of the user and item embeddings.
+        reg_weight: weight of the model's L2 regularisation term.
+    """
     embedding_dim: int = 64
     reg_weight: float = 1e-4
+
+    def __post_init__(self):
+        check_field_ranges(self)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None and not getattr(own, "_checks_field_ranges", False):
+            @functools.wraps(own)
+            def __post_init__(self):
+                own(self)
+                check_field_ranges(self)
+            __post_init__._checks_field_ranges = True
+            cls.__post_init__ = __post_init__
 
 
 class Recommender(torch.nn.Module):

@@ -18,6 +18,10 @@ class LightGCNConfig(ModelConfig):
     ``num_layers`` and ``reg_weight`` are the best of MMRec's grid
     (layers {1,2,3,4} x reg {1e-2..1e-6}) on Amazon Baby, see
     benchmarks/RESULTS.md.
+
+    Attributes:
+        num_layers: propagation layers over the user-item graph (4).
+        reg_weight: weight of the L2 term on the batch's layer-0 embeddings (1e-4).
     """
     embedding_dim: int = 64
     num_layers: int = 4

@@ -2,10 +2,52 @@
 from __future__ import annotations
 
 import argparse
+import collections.abc
 import dataclasses
+import inspect
+import json
+import math
+import re
+import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+import torch
+
+from ..evaluation import METRICS
+
+#: Values of :attr:`TrainConfig.device`: the CPU or a CUDA GPU (``'cuda:1'``: the second).
+DEVICES = ("cpu", "cuda", "cuda:N")
+
+
+def parse_device(device: str) -> torch.device:
+    """``device`` as a :class:`torch.device`; ``ValueError`` (naming the allowed
+    values, :data:`DEVICES`) for anything but ``'cpu'``, ``'cuda'`` or ``'cuda:N'``."""
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", device.strip()):
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    return torch.device(device.strip())
+
+
+def check_device(device: str) -> torch.device:
+    """:func:`parse_device`, and for a CUDA device that this machine has it.
+
+    Raises:
+        ValueError: an unknown device, CUDA without a usable GPU, or a GPU
+            index beyond the visible ones.
+    """
+    dev = parse_device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "no GPU is visible")
+            raise ValueError(f"device {device!r} requested but CUDA is not available ({why}); "
+                             f"use device 'cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} requested but this machine has "
+                             f"{torch.cuda.device_count()} GPU(s) (cuda:0 .. "
+                             f"cuda:{torch.cuda.device_count() - 1})")
+    return dev
 
 
 @dataclass
@@ -20,20 +62,35 @@ class TrainConfig:
             ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's smooth form of
             "x0.96 every 50 epochs", MambaRec's setting). MMRec's baselines use
             a constant rate: their models set ``lr_decay=1`` in ``train_defaults``.
-        optimizer: ``'adam'`` or ``'adamw'``; ``weight_decay`` for either.
+        optimizer: ``'adam'`` or ``'adamw'``.
+        weight_decay: weight decay of the optimiser (0; decoupled for ``'adamw'``).
         num_neg: negatives per positive for models that use negatives.
         patience: early stopping after this many evaluations without an
             improvement of ``valid_metric`` (20; MambaRec uses 10).
-        valid_metric: model-selection metric on the validation split.
+        valid_metric: model-selection metric on the validation split,
+            ``<metric>@K`` with metric ``recall``, ``ndcg``, ``precision`` or
+            ``map`` and ``K`` one of ``ks``.
         ks: cut-offs reported by the evaluator.
         eval_every: evaluate every this many epochs.
         eval_batch_size: users per evaluation batch.
         seed: fixes every random choice on CPU (999).
-        device: ``'cpu'``, ``'cuda'``, ``'cuda:1'``...
-        out_dir: where checkpoints, ``metrics.jsonl`` and results go
-            (``None``: keep everything in memory).
-        resume: continue from ``out_dir/checkpoint.pt``.
-        progress: show a tqdm progress bar.
+        device: where to train: ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` (the N-th GPU).
+        out_dir: the run folder, where ``run.json``, ``metrics.jsonl``,
+            checkpoints and results go (``None``: keep everything in memory;
+            see :mod:`mmgraph.train.runfolder`). A folder that already
+            holds a run is refused unless ``resume`` or ``overwrite``.
+        resume: continue the run in ``out_dir`` from its checkpoint (the
+            previous generation if the newest is damaged).
+        overwrite: replace the run in ``out_dir`` (its files are removed).
+        progress: show progress bars (epochs; the steps of epochs longer
+            than a few seconds).
+        threads: torch intra-op CPU threads while training
+            (:func:`torch.set_num_threads`; the CLI sets it before the data
+            loads, so graph building uses it too). ``None`` leaves torch's
+            setting: one thread per core, or ``OMP_NUM_THREADS``, which
+            ``torchrun`` (``mmgraph train --nproc P``) sets to 1 per process
+            when unset. With ``--nproc P`` every process uses ``threads``
+            threads: keep ``P * threads`` at most the number of cores.
         amp: mixed precision for the forward pass and the loss: ``None``
             (float32), ``'bf16'`` (bfloat16 autocast; CUDA or CPU) or
             ``'fp16'`` (float16 autocast with gradient scaling; CUDA only).
@@ -50,7 +107,7 @@ class TrainConfig:
     lr: float = 1e-3
     lr_decay: float = 0.96
     lr_decay_every: int = 50
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
     num_neg: int = 1
     patience: int = 20
@@ -62,48 +119,119 @@ class TrainConfig:
     device: str = "cpu"
     out_dir: str | None = None
     resume: bool = False
+    overwrite: bool = False
     progress: bool = True
-    amp: str | None = None
+    threads: int | None = None
+    amp: Literal["bf16", "fp16"] | None = None
     tune_malloc: bool = True
 
     def __post_init__(self):
+        """Check every value (before any data is loaded); errors name the allowed values."""
         self.ks = tuple(int(k) for k in self.ks)
-        if self.optimizer not in ("adam", "adamw"):
-            raise ValueError(f"optimizer must be 'adam' or 'adamw', got {self.optimizer!r}")
-        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "eval_batch_size"):
+        for name, allowed in (("optimizer", ("adam", "adamw")), ("amp", (None, "bf16", "fp16"))):
+            if getattr(self, name) not in allowed:
+                *head, last = map(repr, allowed)
+                raise ValueError(f"{name} must be {', '.join(head)} or {last}, "
+                                 f"got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "eval_batch_size",
+                     "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_neg < 0 or self.patience < 1:
-            raise ValueError("num_neg must be >= 0 and patience >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or None: torch's default), got {self.threads}")
+        if self.num_neg < 0:
+            raise ValueError(f"num_neg must be >= 0, got {self.num_neg}")
+        for name in ("lr", "weight_decay"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if not (math.isfinite(self.lr_decay) and self.lr_decay > 0):
+            raise ValueError(f"lr_decay must be a finite number > 0 (the rate is multiplied by "
+                             f"lr_decay every lr_decay_every epochs; 1 keeps it constant), "
+                             f"got {self.lr_decay}")
         if not self.ks or min(self.ks) < 1:
             raise ValueError(f"ks must be positive cut-offs, got {self.ks}")
-        if self.amp is not None and self.amp not in ("bf16", "fp16"):
-            raise ValueError(f"amp must be None, 'bf16' or 'fp16', got {self.amp!r}")
         metric, _, k = self.valid_metric.partition("@")
-        if not k.isdigit() or int(k) not in self.ks:
-            raise ValueError(f"valid_metric {self.valid_metric!r} must be '<metric>@K' with K in ks={self.ks}")
+        if metric not in METRICS or not k.isdigit() or int(k) not in self.ks:
+            raise ValueError(f"valid_metric must be '<metric>@K' with metric one of "
+                             f"{', '.join(METRICS)} and K one of ks={','.join(map(str, self.ks))}, "
+                             f"got {self.valid_metric!r}")
+        parse_device(self.device)
+        if self.resume and self.overwrite:
+            raise ValueError("resume (continue the run in out_dir) and overwrite (replace it) "
+                             "exclude each other")
 
 
 #: Fields that may change between a run and its resumption.
-RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "progress", "eval_batch_size",
-                     "tune_malloc")
+RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "overwrite", "progress",
+                     "eval_batch_size", "tune_malloc", "threads")
 
 
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+_UNION_TYPES = (typing.Union, getattr(types, "UnionType", typing.Union))
+_MAPPINGS = (dict, collections.abc.Mapping, typing.Mapping)
+
+
+def _members(tp: Any) -> tuple[list[Any], bool]:
+    """The non-``None`` members of a (possibly optional) union, and whether ``None`` is one."""
+    if typing.get_origin(tp) in _UNION_TYPES:
+        args = typing.get_args(tp)
+        return [a for a in args if a is not type(None)], type(None) in args
+    return [tp], False
+
+
 def _parse_value(text: str, tp: Any, name: str) -> Any:
+    """Read one CLI value as type ``tp`` (see :func:`type_help` for the forms)."""
+    members, optional = _members(tp)
+    if optional and text.strip().lower() in ("none", "null", ""):
+        return None
+    if len(members) > 1:                  # e.g. int | Mapping[str, int]: the first that reads
+        for m in members:
+            try:
+                return _parse_value(text, m, name)
+            except ValueError:
+                continue
+        raise ValueError(f"--{name}: cannot read {text!r} as {type_help(tp)[1]}")
+    tp = members[0]
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if text.lower() in ("none", "null", ""):
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _parse_value(text, inner[0], name)
+    if origin is Literal:
+        if text in args:
+            return text
+        raise ValueError(f"--{name}: expected one of {', '.join(map(str, args))}, got {text!r}")
+    if origin in _MAPPINGS or tp in _MAPPINGS:
+        value_tp = args[1] if len(args) == 2 else str
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except ValueError as err:
+                raise ValueError(f"--{name}: invalid JSON object {text!r} ({err})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"--{name}: expected a JSON object, got {text!r}")
+            return {str(k): _parse_value("none" if v is None else str(v), value_tp, name)
+                    for k, v in obj.items()}
+        out = {}
+        for pair in (t for t in text.split(",") if t.strip()):
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--{name}: expected KEY=VALUE pairs (e.g. image=1,text=2) or a "
+                                 f"JSON object, got {text!r}")
+            out[key.strip()] = _parse_value(value.strip(), value_tp, name)
+        return out
     if origin in (tuple, list):
         inner = args[0] if args else str
-        items = [t for t in text.replace(" ", "").split(",") if t]
+        text = text.strip()
+        if text.startswith("["):
+            try:
+                items = [str(v) for v in json.loads(text)]
+            except (ValueError, TypeError) as err:
+                raise ValueError(f"--{name}: invalid JSON list {text!r} ({err})") from None
+        else:
+            items = [t for t in text.replace(" ", "").split(",") if t]
         return tuple(_parse_value(t, inner, name) for t in items)
     if tp is bool:
         if text.lower() in ("1", "true", "yes", "on"):
@@ -117,20 +245,154 @@ def _parse_value(text: str, tp: Any, name: str) -> Any:
         raise ValueError(f"--{name}: cannot read {text!r} as {getattr(tp, '__name__', tp)}") from None
 
 
+def type_help(tp: Any) -> tuple[str, str]:
+    """``(metavar, allowed values)`` of a field type for ``--help``: what
+    :func:`_parse_value` reads (``none`` for optional fields; lists as
+    ``a,b`` or JSON; mappings as ``key=value`` pairs or a JSON object)."""
+    members, optional = _members(tp)
+    metas, texts = [], []
+    for m in members:
+        origin, args = typing.get_origin(m), typing.get_args(m)
+        if origin is Literal:
+            metas.append("{" + ",".join(map(str, args)) + "}")
+            texts.append("one of " + ", ".join(map(str, args)))
+        elif origin in _MAPPINGS or m in _MAPPINGS:
+            v_meta, v_text = type_help(args[1]) if len(args) == 2 else ("TEXT", "text")
+            metas.append(f"KEY={v_meta}[,...]")
+            texts.append(f"KEY=VALUE pairs (value: {v_text}) or a JSON object")
+        elif origin in (tuple, list):
+            i_meta, i_text = type_help(args[0] if args else str)
+            plural = {"an integer": "integers", "a number": "numbers", "text": "names"}
+            metas.append(f"{i_meta}[,{i_meta}...]")
+            texts.append(f"comma-separated {plural.get(i_text, i_text)} (or a JSON list)")
+        elif m is bool:
+            metas.append("{true,false}")
+            texts.append("true or false (the bare flag means true)")
+        elif m is int:
+            metas.append("N")
+            texts.append("an integer")
+        elif m is float:
+            metas.append("X")
+            texts.append("a number")
+        else:
+            metas.append("TEXT")
+            texts.append("text")
+    if optional:
+        texts.append("none")
+    meta = "|".join(metas)
+    text = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+    return meta, text
+
+
+def format_value(value: Any) -> str:
+    """A config value as the CLI writes and reads it (``--help`` defaults)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    if isinstance(value, collections.abc.Mapping):
+        return ",".join(f"{k}={format_value(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _attribute_entries(doc: str | None) -> dict[str, str]:
+    """``{field: text}`` of a Google-style ``Attributes:`` section (an entry
+    ``a, b: text`` documents both)."""
+    out: dict[str, str] = {}
+    if not doc:
+        return out
+    lines = inspect.cleandoc(doc).splitlines()
+    start = next((k for k, line in enumerate(lines) if line.strip() == "Attributes:"), None)
+    if start is None:
+        return out
+    base = len(lines[start]) - len(lines[start].lstrip())
+    names: list[str] = []
+    indent = None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if depth <= base:
+            break
+        indent = depth if indent is None else indent
+        m = re.match(r"(\w+(?:\s*,\s*\w+)*)\s*:\s+(.*)", line.strip())
+        if depth == indent and m:
+            names = [n.strip() for n in m.group(1).split(",")]
+            for n in names:
+                out[n] = m.group(2)
+        else:
+            for n in names:
+                out[n] += " " + line.strip()
+    return out
+
+
+def _one_line(text: str) -> str:
+    """The first sentence of a docstring entry, without reST markup."""
+    def role(m):   # :func:`~a.b.c` -> c, :func:`a.b.c` -> a.b.c, :class:`text <a.b>` -> text
+        target = m.group(2).strip()
+        return target.split(".")[-1] if m.group(1) and not m.group(3) else target
+    text = re.sub(r":\w+:`(~?)([^`<]*)(<[^>]*>)?`", role, text)
+    text = " ".join(text.replace("``", "").split())
+    # the first ". " not followed by lowercase ("e.g. the") and not an ellipsis ("0.1 ... 1e-5")
+    first = re.split(r"(?<=[^.]\.)\s+(?![a-z.])", text, maxsplit=1)[0]
+    return first.rstrip(".")
+
+
+def field_descriptions(cls) -> dict[str, str]:
+    """One-line description of each field of a config dataclass, taken from
+    the ``Attributes:`` sections of its docstring and of its bases' (the
+    class's own entry first): the text is written once, in the docstring."""
+    out: dict[str, str] = {}
+    for klass in cls.__mro__:
+        for name, text in _attribute_entries(klass.__dict__.get("__doc__")).items():
+            out.setdefault(name, _one_line(text))
+    return out
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, title: str,
+                            defaults: dict[str, Any] | None = None,
                             skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--field-name`` option per dataclass field (values parsed by type)."""
+    """Add one ``--field-name`` option per dataclass field (values parsed by type).
+
+    Args:
+        parser: the parser to extend (a new argument group ``title``).
+        cls: the config dataclass.
+        title: the group's title in ``--help``.
+        defaults: values shown as defaults instead of the class's (e.g. a
+            model's ``train_defaults``: help shows what the run will use).
+        skip: fields not to add.
+
+    Each option's help is the field's one-line description
+    (:func:`field_descriptions`), its allowed values (:func:`type_help`,
+    plus the range of :data:`~mmgraph.models.base.FIELD_RANGES` for model
+    configs) and its default.
+    """
+    from ..models.base import ModelConfig, field_range
     group = parser.add_argument_group(title)
     hints = _field_types(cls)
+    docs = field_descriptions(cls)
+    defaults = defaults or {}
     for f in dataclasses.fields(cls):
         if f.name in skip or f.name.startswith("_"):
             continue
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        if f.name in defaults:
+            default = defaults[f.name]
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        tp = hints[f.name]
+        metavar, allowed = type_help(tp)
+        rng = field_range(f.name) if issubclass(cls, ModelConfig) and tp in (int, float) else None
+        if rng is not None:
+            allowed += f" {rng}"
+        desc = docs.get(f.name, f.name.replace("_", " "))
+        flag = {"nargs": "?", "const": "true"} if tp is bool else {}
         group.add_argument("--" + f.name.replace("_", "-"), dest=f"{cls.__name__}.{f.name}",
-                           metavar=getattr(hints[f.name], "__name__", "VALUE").upper(),
-                           default=None, help=f"default: {shown}")
+                           metavar=metavar, default=None,
+                           help=f"{desc}. Values: {allowed}. Default: {format_value(default)}"
+                           .replace("%", "%%"), **flag)
 
 
 def dataclass_overrides(args: argparse.Namespace, cls) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 def plot_history(history: list[dict[str, Any]], path: str | Path,
                  metric: str = "recall@20", title: str | None = None) -> Path:
-    """Training loss and validation ``metric`` per epoch, side by side, as a PNG."""
+    """Training loss, and validation and test ``metric``, per epoch, side by side, as a PNG."""
     path = Path(path)
     epochs = [h["epoch"] for h in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -24,13 +24,16 @@ def plot_history(history: list[dict[str, Any]], path: str | Path,
         ax2.plot(*zip(*ev), color="tab:green", label=f"valid {metric}")
         tests = [(h["epoch"], h["test"][metric]) for h in history if "test" in h]
         if tests:
-            ax2.scatter(*zip(*tests), color="tab:red", s=12, label=f"test {metric} (new best)")
+            ax2.plot(*zip(*tests), color="tab:red", label=f"test {metric}")
+        best = [(h["epoch"], h["valid"][metric]) for h in history if h.get("improved")]
+        if best:
+            ax2.scatter(*zip(*best), color="tab:green", s=12, label="new best (valid)")
         ax2.legend()
     ax2.set_xlabel("epoch")
     ax2.set_ylabel(metric)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path

@@ -5,10 +5,10 @@ import contextlib
 import copy
 import dataclasses
 import gc
-import json
 import math
 import random
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +23,42 @@ from ..evaluation import Evaluator
 from ..models.base import Recommender
 from ..sampling import InteractionLoader
 from .allocator import tuned_malloc
-from .checkpoint import atomic_save, check_compatible, dataset_signature, load_checkpoint
-from .config import RESUMABLE_CHANGES, TrainConfig, replace_checked
+from .checkpoint import atomic_save, check_compatible, dataset_signature
+from .config import RESUMABLE_CHANGES, TrainConfig, check_device, replace_checked
 from .distributed import (DistributedContext, ShardedEvaluator, all_reduce_sum, init_distributed,
                           shard_batch, wrap_model)
+from .runfolder import RunFolder, RunFolderError, data_spec_for_record
+
+
+#: Single-process training checks the running loss for NaN/inf every this many steps
+#: (one host sync each time; distributed runs check at the end of each epoch).
+NONFINITE_CHECK_STEPS = 256
+#: A bar of the steps inside an epoch appears once the epoch has run this many seconds.
+_STEP_BAR_DELAY = 3.0
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss or the weights became NaN/inf. The epoch is not saved:
+    the run folder keeps the last good checkpoint and the best model."""
 
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns (also written to ``results.json``)."""
+    """What :meth:`Trainer.fit` returns (also written to ``results.json``).
+
+    Attributes:
+        best_epoch: epoch with the best ``valid_metric`` (``-1``: none evaluated).
+        best_valid: validation metrics of that epoch.
+        test: test metrics of that epoch.
+        history: one dict per epoch, as in ``metrics.jsonl``
+            (:data:`~mmgraph.train.runfolder.METRICS_FIELDS`).
+        epochs_run: epochs trained, resumed ones included.
+        interrupted: stopped by Ctrl-C or SIGTERM (the results are those of
+            the best epoch so far).
+        seconds_per_epoch, seconds_per_eval: mean wall times (``nan``, written
+            as ``null``, when there was none).
+        extra: ``world_size`` and ``amp``.
+    """
     best_epoch: int
     best_valid: dict[str, float]
     test: dict[str, float]
@@ -113,17 +140,42 @@ class Trainer:
     training interactions (with ``num_neg`` uniform negatives when
     ``model.uses_negatives``) ``out = model()``, ``loss = sum(model.loss(batch,
     out).values())``, one optimiser step. Then the learning-rate schedule
-    steps, the validation split is evaluated (full ranking), and when
-    ``valid_metric`` improves the test split is evaluated too; training stops
-    after ``patience`` evaluations without improvement. The model ends in its
-    best-validation state.
+    steps, and every ``eval_every`` epochs the validation and test splits are
+    evaluated (full ranking; both go to ``metrics.jsonl``, so test curves can
+    be drawn, as in the MMRec toolbox); the reported test metrics are those
+    of the best validation epoch. Training stops after ``patience``
+    evaluations without improvement of ``valid_metric``. The model ends in
+    its best-validation state.
 
-    With ``out_dir``: ``metrics.jsonl`` (one JSON object per epoch),
-    ``checkpoint.pt`` (atomic, after every epoch), ``best_model.pt``,
-    ``results.json`` and ``results.md``. ``resume=True`` continues from the
+    **Divergence.** A NaN/inf loss term (the running sum is checked every
+    :data:`NONFINITE_CHECK_STEPS` steps and at the end of each epoch: no host
+    sync per step) or NaN/inf weights after an epoch raise
+    :class:`TrainingDiverged` naming the epoch and the term; that epoch is not
+    saved, so the folder keeps the last good checkpoint and the best model,
+    and the model in memory is restored to its best state.
+
+    With ``out_dir`` the trainer owns that run folder
+    (:mod:`mmgraph.train.runfolder`: ``run.json``, ``metrics.jsonl``, two
+    checkpoint generations, ``best_model.pt``, results; atomic files, one
+    writer under a lock). A folder that already holds a run is refused
+    unless ``resume`` or ``overwrite``. ``resume=True`` continues from the
     checkpoint and, on CPU, reproduces the uninterrupted run exactly (model,
     optimiser, schedule and every random-number state are restored).
-    Ctrl-C stops after saving the last finished epoch; rerun with ``resume``.
+    Ctrl-C (or SIGTERM, while :meth:`fit` runs) stops after the last
+    finished epoch, whose checkpoint is on disk, and writes ``results.json``
+    of the best epoch so far with ``"interrupted": true``; rerun with
+    ``resume``.
+
+    Args:
+        model: the model to train.
+        data: its dataset.
+        config: training settings (default: :func:`train_config_for` ``(model)``).
+        evaluator: custom evaluator (default: full ranking with ``config.ks``).
+        dist: an existing process-group context (default: joined when
+            running under ``torchrun``).
+        data_spec: how to load ``data`` again (a folder or ``synthetic:``
+            spec), recorded in ``run.json`` (paths made absolute) so that
+            ``mmgraph evaluate RUN`` finds it; without it, pass ``--data``.
 
     CUDA note: scatter-based sparse kernels use atomics, so CUDA runs are not
     bitwise reproducible; CPU runs are.
@@ -150,23 +202,27 @@ class Trainer:
     """
 
     def __init__(self, model: Recommender, data: HeteroData, config: TrainConfig | None = None,
-                 evaluator: Evaluator | None = None, dist: DistributedContext | None = None):
+                 evaluator: Evaluator | None = None, dist: DistributedContext | None = None,
+                 data_spec: str | None = None):
         self.config = config if config is not None else train_config_for(model)
+        self.data_spec = data_spec_for_record(data_spec)
         self.model = model
         self.data = data
-        self.device = torch.device(self.config.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {self.config.device!r} requested but CUDA is not available")
+        self.device = check_device(self.config.device)
         self.amp_dtype = amp_dtype(self.config.amp, self.device)
         self.dist = dist if dist is not None else init_distributed(self.device)
         if self.dist is not None:
             self.device = self.dist.device
         evaluator = evaluator or Evaluator(data, ks=self.config.ks,
-                                           batch_size=self.config.eval_batch_size)
+                                           batch_size=self.config.eval_batch_size,
+                                           progress=self.config.progress)
         if self.dist is not None and not isinstance(evaluator, ShardedEvaluator):
             evaluator = ShardedEvaluator.from_evaluator(evaluator, self.dist)
+        if self.dist is not None and not self.dist.is_main:
+            evaluator.progress = False
         self.evaluator = evaluator
         self.out_dir = Path(self.config.out_dir) if self.config.out_dir else None
+        self._run: RunFolder | None = None   # the locked run folder while fit() runs (rank 0)
         self._ddp = None            # the DistributedDataParallel wrapper, made in fit()
         self._scaler = None         # GradScaler for amp='fp16', made in fit()
         self._checked_grads = False
@@ -214,11 +270,63 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train with early stopping; returns the test metrics at the best valid epoch.
 
-        On CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
-        process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same large
-        buffers are not page-faulted again in every step."""
-        with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"):
-            return self._fit()
+        While it runs, SIGTERM is handled like Ctrl-C and ``threads`` (if set)
+        is torch's intra-op thread count (both restored on return), and on
+        CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
+        process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same
+        large buffers are not page-faulted again in every step.
+
+        Raises:
+            TrainingDiverged: the loss or the weights became NaN/inf.
+            RunFolderError: ``out_dir`` holds another run, or another
+                process is writing it.
+        """
+        with tuned_malloc(self.config.tune_malloc and self.device.type == "cpu"), \
+                _sigterm_interrupts(), _intra_op_threads(self.config.threads):
+            self._run = self._open_run_folder()
+            try:
+                return self._fit()
+            finally:
+                if self._run is not None:
+                    self._run.close()
+                    self._run = None
+
+    def _say(self, message: str) -> None:
+        """A notice on stderr (rank 0 only)."""
+        if self.is_main:
+            print(message, file=sys.stderr, flush=True)
+
+    def _open_run_folder(self) -> RunFolder | None:
+        """Rank 0 opens and locks ``out_dir``; every rank learns whether it could."""
+        if self.out_dir is None:
+            return None
+        run, err = None, None
+        if self.is_main:
+            try:
+                run = RunFolder(self.out_dir).open(self.config.resume, self.config.overwrite,
+                                                   log=self._say)
+            except Exception as e:  # noqa: BLE001 - re-raised below, after the other ranks know
+                err = e
+        if self.dist is not None:
+            failed = all_reduce_sum(torch.tensor([float(err is not None)]), self.dist)
+            if float(failed[0]) and err is None:
+                raise RunFolderError(f"rank 0 could not open the run folder {self.out_dir}")
+        if err is not None:
+            raise err
+        return run
+
+    def _run_record(self, data_sig: dict[str, Any]) -> dict[str, Any]:
+        """``run.json``: what was trained on what (see :mod:`mmgraph.train.runfolder`)."""
+        spec = self.data_spec
+        if spec is None and self.config.resume:
+            try:   # resumed from Python without a spec: keep the recorded one
+                spec = self._run.read_run().get("data")
+            except (FileNotFoundError, ValueError):
+                spec = None
+        return {"model": self.model.name, "data": spec, "data_signature": data_sig,
+                "model_config": dataclasses.asdict(self.model.config),
+                "train_config": dataclasses.asdict(self.config),
+                "world_size": 1 if self.dist is None else self.dist.world_size}
 
     def _fit(self) -> TrainResult:
         cfg = self.config
@@ -237,12 +345,13 @@ class Trainer:
                  "test": {}, "bad": 0, "history": []}
         best_state = None
         data_sig = dataset_signature(self.data)
+        run = self._run
         ckpt_path = self.out_dir / "checkpoint.pt" if self.out_dir else None
 
         if cfg.resume:
             if ckpt_path is None:
                 raise ValueError("resume=True needs out_dir (where checkpoint.pt is)")
-            ckpt = load_checkpoint(ckpt_path)
+            ckpt, ckpt_path = RunFolder(self.out_dir).load_latest_checkpoint(log=self._say)
             check_compatible(ckpt, model.extra_state_key(), data_sig, ckpt_path,
                              model.config_defaults())
             saved = ckpt["train_config"]
@@ -264,52 +373,73 @@ class Trainer:
                 scaler.load_state_dict(ckpt["grad_scaler"])
             state = ckpt["trainer_state"]
             best_state = ckpt["best_state"]
-            if self.is_main:
-                self._rewrite_metrics(state["history"])
-        elif self.out_dir is not None and self.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            (self.out_dir / "metrics.jsonl").write_text("")
+            del ckpt
+            if run is not None:
+                run.reset_metrics(state["history"])
+        elif run is not None:
+            run.reset_metrics()
+        if run is not None:
+            run.write_json("run.json", self._run_record(data_sig))
 
         interrupted = False
         start = state["epoch"] + 1
-        bar = tqdm(range(start, cfg.epochs), desc=f"{model.name or type(model).__name__}",
-                   disable=not (cfg.progress and self.is_main), initial=start, total=cfg.epochs,
-                   unit="epoch")
+        bar = tqdm(total=self._epoch_bound(state), initial=start, unit="epoch",
+                   desc=f"{model.name or type(model).__name__}",
+                   disable=not (cfg.progress and self.is_main))
         try:
-            for epoch in bar:
+            for epoch in range(start, cfg.epochs):
                 if state["bad"] >= cfg.patience:
                     break
                 row = self._train_epoch(epoch, loader, opt)
                 sched.step()
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                evaluated = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                if evaluated:
                     t0 = time.perf_counter()
                     valid = self.evaluate("valid")
-                    row["eval_seconds"] = time.perf_counter() - t0
-                    row["valid"] = valid
-                    value = valid[cfg.valid_metric]
-                    if value > state["best_value"]:
-                        state.update(best_value=value, best_epoch=epoch, best_valid=valid, bad=0)
-                        state["test"] = self.evaluate("test")
-                        row["test"] = state["test"]
+                    test = self.evaluate("test")
+                    improved = valid[cfg.valid_metric] > state["best_value"]
+                    row.update(valid=valid, test=test, improved=improved,
+                               eval_seconds=time.perf_counter() - t0)
+                # the epoch's record (state, metrics line, best model, checkpoint) is
+                # complete or absent: an interrupt during it is raised after it
+                with _deferred_interrupts():
+                    if evaluated and improved:
+                        state.update(best_value=valid[cfg.valid_metric], best_epoch=epoch,
+                                     best_valid=valid, test=test, bad=0)
                         best_state = {k: v.detach().to("cpu", copy=True)
                                       for k, v in model.state_dict().items()}
-                    else:
+                        if run is not None:
+                            self._save_best(best_state, data_sig)
+                    elif evaluated:
                         state["bad"] += 1
-                state["epoch"] = epoch
-                state["history"].append(row)
-                self._log(row)
+                    state["epoch"] = epoch
+                    state["history"].append(row)
+                    self._log(row)
+                    if run is not None:
+                        self._save(model, opt, sched, gen, state, best_state, data_sig)
+                bar.total = self._epoch_bound(state)
+                bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}",
                                 **({cfg.valid_metric: f"{row['valid'][cfg.valid_metric]:.4f}"}
                                    if "valid" in row else {}),
-                                best=f"{state['best_value']:.4f}")
-                if ckpt_path is not None and self.is_main:
-                    self._save(ckpt_path, model, opt, sched, gen, state, best_state, data_sig)
+                                best=f"{state['best_value']:.4f}",
+                                patience=f"{state['bad']}/{cfg.patience}")
         except KeyboardInterrupt:
             interrupted = True
-            where = (f"checkpoint of epoch {state['epoch']} is in {ckpt_path}; resume with "
-                     f"--resume" if ckpt_path is not None else "no out_dir, nothing saved")
-            if self.is_main:
-                print(f"\ninterrupted: {where}")
+            self._say(self._interrupt_message(state))
+        except TrainingDiverged as err:
+            self._release_ddp()
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            if run is not None:
+                err.args = (f"{err.args[0]}; nothing of that epoch was saved: {self.out_dir} keeps "
+                            + (f"the checkpoint of epoch {state['epoch']}" if state["epoch"] >= 0
+                               else "no checkpoint")
+                            + (f" and the best model (epoch {state['best_epoch']})"
+                               if best_state is not None else "")
+                            + "; lower --lr (or check the data and the model) and start again "
+                              "with --overwrite",)
+            raise
         finally:
             bar.close()
 
@@ -326,11 +456,34 @@ class Trainer:
             seconds_per_eval=float(np.mean(eval_s)) if eval_s else float("nan"),
             extra={"world_size": 1 if self.dist is None else self.dist.world_size,
                    "amp": cfg.amp})
-        if self.out_dir is not None and not interrupted and self.is_main:
-            atomic_save({"model_key": model.extra_state_key(), "data_signature": data_sig,
-                         "model_state": model.state_dict()}, self.out_dir / "best_model.pt")
-            self.write_results(result)
+        if run is not None:
+            with _deferred_interrupts():     # a second Ctrl-C waits for the results
+                if best_state is not None:
+                    self._save_best(best_state, data_sig)
+                self.write_results(result)
         return result
+
+    def _epoch_bound(self, state: dict[str, Any]) -> int:
+        """Epochs the run will have trained at most unless validation improves
+        again: ``epochs``, or fewer when early stopping decides first (the
+        epoch bar's total)."""
+        cfg = self.config
+        left = max(cfg.patience - state["bad"], 0) * cfg.eval_every
+        if state["best_epoch"] < 0:      # the first evaluation always improves
+            left += cfg.eval_every
+        return min(cfg.epochs, state["epoch"] + 1 + left)
+
+    def _interrupt_message(self, state: dict[str, Any]) -> str:
+        """What an interrupt kept, and how to continue (true for this run)."""
+        if self.out_dir is None:
+            return "\ninterrupted: no out_dir, nothing was saved"
+        if state["epoch"] < 0:
+            return (f"\ninterrupted before the first epoch finished: nothing to resume in "
+                    f"{self.out_dir}; start again with --overwrite (overwrite=True)")
+        best = (f"; results of the best epoch so far ({state['best_epoch']}) in "
+                f"{self.out_dir / 'results.json'}" if state["best_epoch"] >= 0 else "")
+        return (f"\ninterrupted: the checkpoint of epoch {state['epoch']} is in "
+                f"{self.out_dir / 'checkpoint.pt'}{best}; continue with --resume (resume=True)")
 
     def _train_epoch(self, epoch: int, loader, opt) -> dict[str, Any]:
         model = self.model
@@ -342,32 +495,40 @@ class Trainer:
         t0 = time.perf_counter()
         totals: dict[str, torch.Tensor] = {}
         n = 0
-        for batch in loader:
-            weight = 1.0
-            if ctx is not None:
-                batch, weight = shard_batch(batch, ctx.rank, ctx.world_size)
-            with self._autocast():
-                out = net()
-                terms = model.loss(batch, out)
-                loss = sum(terms.values())
-            if weight != 1.0:
-                loss = loss * weight
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-            else:
-                loss.backward()
-            if ctx is not None and not self._checked_grads:
-                self._check_all_params_used()
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            for k, v in terms.items():
-                v = v.detach().float()
-                totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
-            n += 1
+        steps = tqdm(total=len(loader), desc=f"epoch {epoch}", unit="batch", leave=False,
+                     delay=_STEP_BAR_DELAY, disable=not (self.config.progress and self.is_main))
+        try:
+            for batch in loader:
+                weight = 1.0
+                if ctx is not None:
+                    batch, weight = shard_batch(batch, ctx.rank, ctx.world_size)
+                with self._autocast():
+                    out = net()
+                    terms = model.loss(batch, out)
+                    loss = sum(terms.values())
+                if weight != 1.0:
+                    loss = loss * weight
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                if ctx is not None and not self._checked_grads:
+                    self._check_all_params_used()
+                if scaler is not None:
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    opt.step()
+                for k, v in terms.items():
+                    v = v.detach().float()
+                    totals[k] = totals.get(k, 0) + (v * weight if weight != 1.0 else v)
+                n += 1
+                steps.update(1)
+                if ctx is None and n % NONFINITE_CHECK_STEPS == 0:
+                    self._check_finite_loss(epoch, totals, n)     # one host sync per N steps
+        finally:
+            steps.close()
         if ctx is not None and totals:
             # weighted shard means -> global-batch means (one collective per epoch)
             keys = list(totals)
@@ -375,8 +536,41 @@ class Trainer:
             totals = dict(zip(keys, summed.unbind(0)))
         # one host sync per epoch
         terms = {k: float(v) / max(n, 1) for k, v in totals.items()}
+        self._check_finite_loss(epoch, terms, n)
+        self._check_finite_weights(epoch)
         return {"epoch": epoch, "loss": sum(terms.values()), "terms": terms,
                 "lr": opt.param_groups[0]["lr"], "train_seconds": time.perf_counter() - t0}
+
+    def _check_finite_loss(self, epoch: int, totals: dict[str, Any], steps: int) -> None:
+        """Raise :class:`TrainingDiverged` if a loss term accumulated so far is NaN/inf
+        (a non-finite step leaves the running sum non-finite)."""
+        if not totals:
+            return
+        values = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v))
+                  for v in totals.values()]
+        finite = torch.stack([v.reshape(()) for v in values]).isfinite()
+        if bool(finite.all()):
+            return
+        bad = [(k, float(v)) for (k, v), ok in zip(totals.items(), finite.tolist()) if not ok]
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the loss term {bad[0][0]!r} is {bad[0][1]} "
+            f"after {steps} batch(es)"
+            + (f" (also {', '.join(repr(k) for k, _ in bad[1:])})" if len(bad) > 1 else ""))
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """Raise :class:`TrainingDiverged` if a NaN/inf gradient reached the weights
+        (one pass over the parameters, one host sync, per epoch)."""
+        params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if not params:
+            return
+        flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+        if bool(flags.all()):
+            return
+        bad = [n for (n, _), ok in zip(params, flags.tolist()) if not ok]
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch}: the loss stayed finite but a non-finite "
+            f"gradient made these weights NaN/inf: {', '.join(bad[:5])}"
+            + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
 
     def _wrapped(self) -> torch.nn.Module:
         """The model in ``DistributedDataParallel`` (made once, on first use)."""
@@ -409,51 +603,104 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def _log(self, row: dict[str, Any]) -> None:
-        if self.out_dir is not None and self.is_main:
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+        if self._run is not None:
+            self._run.append_metrics(row)
 
-    def _rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    def _save_best(self, state_dict: dict[str, torch.Tensor], data_sig) -> None:
+        """``best_model.pt``: the weights of the best epoch so far (atomic)."""
+        with _deferred_interrupts():
+            atomic_save({"model_key": self.model.extra_state_key(), "data_signature": data_sig,
+                         "model_state": state_dict}, self._run.best_model)
 
-    def _save(self, path, model, opt, sched, gen, state, best_state, data_sig) -> None:
-        # Ctrl-C during the write must not leave a torn checkpoint: defer SIGINT.
-        previous = signal.getsignal(signal.SIGINT)
-        pending = []
-        try:
-            signal.signal(signal.SIGINT, lambda *a: pending.append(a))
-        except ValueError:  # not in the main thread
-            previous = None
-        try:
-            atomic_save({
+    def _save(self, model, opt, sched, gen, state, best_state, data_sig) -> None:
+        """``checkpoint.pt`` (the previous one kept as ``checkpoint.prev.pt``)."""
+        with _deferred_interrupts():
+            self._run.save_checkpoint({
                 "model_key": model.extra_state_key(), "data_signature": data_sig,
                 "train_config": dataclasses.asdict(self.config),
                 "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(), "loader_generator": gen.get_state(),
                 "rng": _rng_state(), "trainer_state": copy.deepcopy(state),
                 "best_state": best_state,
-                "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None},
-                path)
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt
+                "grad_scaler": self._scaler.state_dict() if self._scaler is not None else None})
 
     def write_results(self, result: TrainResult) -> None:
-        """``results.json`` + ``results.md`` (+ ``learning_curve.png`` with matplotlib)."""
+        """``results.json`` + ``results.md`` (+ ``learning_curve.png`` with matplotlib),
+        each written atomically into ``out_dir``."""
+        run = self._run if self._run is not None else RunFolder(self.out_dir)
         payload = {"model": self.model.extra_state_key(),
                    "train_config": dataclasses.asdict(self.config),
                    "data": dataset_signature(self.data), **result.to_dict()}
-        (self.out_dir / "results.json").write_text(json.dumps(payload, indent=2))
-        (self.out_dir / "results.md").write_text(format_result(result, self.model.name))
+        run.write_json("results.json", payload)
+        run.write_text("results.md", format_result(result, self.model.name))
         try:
             from .plots import plot_history
-            plot_history(result.history, self.out_dir / "learning_curve.png",
-                         metric=self.config.valid_metric)
         except ImportError:
-            pass
+            return
+        run.write_with("learning_curve.png", lambda path: plot_history(
+            result.history, path, metric=self.config.valid_metric))
+
+
+@contextlib.contextmanager
+def _intra_op_threads(n: int | None):
+    """``torch.set_num_threads(n)`` for the block, then the previous count (``None``: untouched)."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """While training, SIGTERM stops like Ctrl-C (``KeyboardInterrupt``: the
+    finished epoch is kept and the results are written); the previous handler
+    is restored afterwards. Main thread only."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not in the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+_deferring = False     # a _deferred_interrupts block is active (main thread)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts():
+    """Defer SIGINT / SIGTERM while a file is written (main thread only): an
+    interrupt during the block is re-raised as ``KeyboardInterrupt`` after it.
+    Nested blocks defer to the outermost one."""
+    global _deferring
+    pending = []
+    previous = {}
+    if _deferring:
+        yield
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, lambda *a: pending.append(a))
+        except ValueError:  # not in the main thread
+            break
+    _deferring = bool(previous)
+    try:
+        yield
+    finally:
+        _deferring = False
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt
 
 
 def format_result(result: TrainResult, title: str = "") -> str:
