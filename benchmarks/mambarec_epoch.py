@@ -353,6 +353,83 @@ def setup(a, log=print):
                 ours=(ours_loss, opt_o), ref=(ref_loss, opt_r))
 
 
+# ----------------------------------------------------------------- step bound
+def machine_peaks(threads: int | None = None) -> dict:
+    """Achieved dense-matmul FLOP/s (best of the step's GEMM shapes, median of 5)
+    and copy bandwidth (bytes read + written per second, 256 MiB) on this machine."""
+    def median_time(fn, n=5):
+        fn()
+        ts = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return sorted(ts)[n // 2]
+    flops = 0.0
+    for m, k, n in ((2048, 2048, 64), (2048, 64, 2048), (1500, 4096, 64)):
+        x, y = torch.randn(m, k), torch.randn(k, n)
+        flops = max(flops, 2 * m * k * n / median_time(lambda: x @ y))
+    src = torch.empty(2 ** 26)
+    dst = torch.empty_like(src)
+    bw = 2 * src.numel() * 4 / median_time(lambda: dst.copy_(src))
+    return {"flops": flops, "bandwidth": bw}
+
+
+def step_cost(model: MambaRec, batch, batch_size: int) -> dict:
+    """FLOPs and a lower bound on the bytes moved by one training step.
+
+    * dense FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode` over the
+      forward, the loss and the backward (every matmul, including the
+      ``[B, B]`` products of InfoNCE and MMD);
+    * sparse FLOPs: ``2 nnz d`` per sparse product, forward and backward
+      (LightGCN layers, the normalised ``R`` per modality, the kNN layers);
+    * bytes: every tensor autograd saves is written once and read once; every
+      trainable parameter is read in the forward, its gradient written, and
+      Adam reads parameter, gradient and both moments and writes three of
+      them (9 touches of 4 bytes).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+    seen, saved = set(), [0]
+
+    def pack(t):
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            saved[0] += t.numel() * t.element_size()
+        return t
+
+    model.train()
+    with FlopCounterMode(display=False) as fc, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model()
+        loss = sum(model.loss(batch, out).values())
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    cfg, d = model.config, model.config.embedding_dim
+    nnz = (model.graph("adj").nnz * cfg.num_ui_layers
+           + sum(model.graph("R").nnz + model.graph(f"knn_{m}").nnz * cfg.num_item_layers
+                 for m in model.modalities))
+    sparse = 2 * 2 * nnz * d                                   # forward + backward
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad) * 4
+    return {"dense_flops": fc.get_total_flops(), "sparse_flops": sparse,
+            "bytes": 2 * saved[0] + 9 * params}
+
+
+def print_bound(model: MambaRec, batches, batch_size: int, seconds_per_step: float,
+                log=print) -> dict:
+    cost = step_cost(model, batches[0], batch_size)
+    peak = machine_peaks()
+    t_flops = (cost["dense_flops"] + cost["sparse_flops"]) / peak["flops"]
+    t_bytes = cost["bytes"] / peak["bandwidth"]
+    bound = max(t_flops, t_bytes)
+    log(f"step bound: {cost['dense_flops'] / 1e9:.2f} GFLOP dense + {cost['sparse_flops'] / 1e9:.2f} "
+        f"GFLOP sparse at {peak['flops'] / 1e9:.0f} GFLOP/s = {t_flops * 1e3:.0f} ms; "
+        f">= {cost['bytes'] / 2 ** 20:.0f} MiB moved at {peak['bandwidth'] / 1e9:.1f} GB/s = "
+        f"{t_bytes * 1e3:.0f} ms; bound {bound * 1e3:.0f} ms; measured {seconds_per_step * 1e3:.0f} ms "
+        f"= {seconds_per_step / bound:.2f}x the bound")
+    return {**cost, **peak, "bound_s": bound, "step_s": seconds_per_step,
+            "ratio": seconds_per_step / bound}
+
+
 def memory_child(a) -> int:
     """Peak extra RSS of ``--mem-batches`` steady-state batches per side (JSON on stdout)."""
     s = setup(a, log=lambda *_: None)

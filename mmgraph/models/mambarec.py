@@ -6,7 +6,7 @@ an independent implementation on mmgraph's graphs, layers and losses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Mapping, Optional
 
@@ -42,13 +42,15 @@ class MambaRecConfig(ModelConfig):
         knn_weighted: edge weights are the cosine similarities before the
             normalisation (``True``, the authors' ``build_knn_normalized_graph``
             keeps the top-k similarity values) rather than ones.
-        reduction: ``r`` of the two-layer projection ``d_in -> d_in / r -> d``.
-            An int applies to every modality whose ``d_in // r`` exceeds
-            ``embedding_dim`` (so Baby's 4096-d image features go
-            4096 -> 512 -> 64 and its 384-d text features, where 384 // 8 = 48,
-            use a single Linear, as in the authors' code); a mapping
-            ``{modality: r or None}`` chooses per modality; ``None`` gives
-            one Linear everywhere.
+        reduction: ``r`` of the two-layer projection ``d_in -> d_in / r -> d``
+            per modality, as in the authors' code: a mapping
+            ``{modality: r or None}`` (default ``{'image': 8}``: image
+            features always go ``d_in -> d_in / 8 -> d``, e.g. 4096 -> 512 ->
+            64 or 128 -> 16 -> 64; every other modality, text or audio, one
+            Linear ``d_in -> d``); an int applies to every modality;
+            ``None`` gives one Linear everywhere.
+        reduce_wide_only: apply ``reduction`` only where ``d_in // r``
+            exceeds ``embedding_dim`` (mmgraph 0.1's rule; ``False``).
         dropout: dropout after DREAM + LayerNorm (0.2).
         reg_weight: weight of the L2 term (1e-4), on the batch's *final*
             user / positive / negative embeddings divided by ``2B`` (the
@@ -68,6 +70,20 @@ class MambaRecConfig(ModelConfig):
         shared_layer_norm: one LayerNorm for all modalities (the authors'
             code) instead of one per modality.
         modalities: which of the data's modalities to use (``None``: all).
+        cl_distinct_ids: compute the InfoNCE terms over the batch's distinct
+            users and items (repeated ids are not their own negatives; see
+            :func:`~mmgraph.losses.info_nce`); ``False`` as the authors.
+        embedding_init: initialisation of the user and item ID tables:
+            ``'normal'`` (default; ``N(0, embedding_init_std^2)`` per entry,
+            a scale independent of the number of users and items) or
+            ``'xavier'`` (the authors' Xavier-uniform, whose bound
+            ``sqrt(6 / (N + d))`` shrinks with the table size ``N``). With
+            Xavier on tables of thousands of rows the contrastive term's
+            gradient is 30-170x BPR's at the start, Adam's step for BPR
+            shrinks accordingly and the BPR loss stays near ln 2 for tens of
+            epochs (see ``docs/models/mambarec.md``).
+        embedding_init_std: standard deviation of ``'normal'`` (0.1, the
+            LightGCN authors' initialisation).
     """
     embedding_dim: int = 64
     num_ui_layers: int = 4
@@ -76,7 +92,9 @@ class MambaRecConfig(ModelConfig):
     knn_method: str = "exact"
     knn_normalization: str = "sym"
     knn_weighted: bool = True
-    reduction: Optional[int | Mapping[str, Optional[int]]] = 8
+    reduction: Optional[int | Mapping[str, Optional[int]]] = field(
+        default_factory=lambda: {"image": 8})
+    reduce_wide_only: bool = False
     dropout: float = 0.2
     reg_weight: float = 1e-4
     cl_weight: float = 0.01
@@ -90,6 +108,9 @@ class MambaRecConfig(ModelConfig):
     bn_momentum: float = 0.1
     shared_layer_norm: bool = True
     modalities: Optional[tuple[str, ...]] = None
+    cl_distinct_ids: bool = False
+    embedding_init: str = "normal"
+    embedding_init_std: float = 0.1
 
     def __post_init__(self):
         if isinstance(self.mmd_sigmas, (int, float)):
@@ -111,15 +132,31 @@ class MambaRecConfig(ModelConfig):
         if min(self.reg_weight, self.cl_weight, self.mmd_weight) < 0:
             raise ValueError("reg_weight, cl_weight and mmd_weight must be >= 0")
         check_knn_method(self.knn_method, "knn_method")
+        if self.embedding_init not in _INITS:
+            raise ValueError(f"embedding_init must be one of {_INITS}, got {self.embedding_init!r}")
+        if self.embedding_init_std <= 0:
+            raise ValueError(f"embedding_init_std must be positive, got {self.embedding_init_std}")
+        if isinstance(self.reduction, Mapping):
+            self.reduction = dict(self.reduction)
+            bad = {m: r for m, r in self.reduction.items() if r is not None and int(r) < 1}
+        else:
+            bad = {"*": self.reduction} if self.reduction is not None and int(self.reduction) < 1 else {}
+        if bad:
+            raise ValueError(f"reduction factors must be integers >= 1 (or None), got {bad}")
+
+
+_INITS = ("normal", "xavier")
 
 
 def _reduction_for(cfg: MambaRecConfig, modality: str, in_dim: int) -> Optional[int]:
+    """The factor ``r`` of ``modality``'s projection ``d_in -> d_in / r -> d`` (``None``: one Linear)."""
     r = cfg.reduction
-    if isinstance(r, Mapping):
-        return r.get(modality)
+    r = r.get(modality) if isinstance(r, Mapping) else r
     if r is None:
         return None
-    return int(r) if in_dim // int(r) > cfg.embedding_dim else None
+    if cfg.reduce_wide_only and in_dim // int(r) <= cfg.embedding_dim:
+        return None
+    return int(r)
 
 
 @register
@@ -163,8 +200,14 @@ class MambaRec(Recommender):
       L2-normalised DREAM outputs, computed in ``[B, B]`` memory), averaged
       over modality pairs for ``M > 2``, zero for ``M = 1``.
 
-    Faithfulness notes:
+    Faithfulness notes (measured against the authors' code on identical
+    weights: ``benchmarks/parity/mambarec.py``; details in
+    ``docs/models/mambarec.md``):
 
+    * One deliberate difference: the ID tables start from ``N(0, 0.1^2)``
+      (``embedding_init='normal'``), not the authors' Xavier-uniform, under
+      which the BPR term stalls near ln 2 on tables of thousands of rows;
+      ``embedding_init='xavier'`` reproduces the authors' training.
     * Raw features are **trained** by default, as in the authors' code
       (``trainable_features=True``); ``False`` keeps them frozen (buffers,
       not saved in the ``state_dict``).
@@ -236,8 +279,11 @@ class MambaRec(Recommender):
 
     # ---------------------------------------------------------------- params
     def reset_parameters(self) -> None:
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        for emb in (self.user_emb, self.item_emb):
+            if self.config.embedding_init == "xavier":
+                nn.init.xavier_uniform_(emb.weight)
+            else:
+                nn.init.normal_(emb.weight, std=self.config.embedding_init_std)
         self.features.reset_parameters()
         for mod in (*self.projectors.values(), *self.gates.values(), self.fusion):
             if mod is not None:
@@ -271,8 +317,9 @@ class MambaRec(Recommender):
         U = self.num_users
         side, content = out.extra["side"], out.extra["content"]
         users, pos = batch.users, batch.pos_items
-        cl = (info_nce(side[U + pos], content[U + pos], cfg.temperature)
-              + info_nce(side[users], content[users], cfg.temperature))
+        item_ids, user_ids = (pos, users) if cfg.cl_distinct_ids else (None, None)
+        cl = (info_nce(side[U + pos], content[U + pos], cfg.temperature, ids=item_ids)
+              + info_nce(side[users], content[users], cfg.temperature, ids=user_ids))
         terms["cl"] = cfg.cl_weight * cl
         refined = out.extra["refined"]
         if len(self.modalities) > 1 and cfg.mmd_weight > 0:

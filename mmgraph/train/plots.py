@@ -37,3 +37,27 @@ def plot_history(history: list[dict[str, Any]], path: str | Path,
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def plot_curves(histories: dict[str, list[dict[str, Any]]], path: str | Path,
+                metric: str = "recall@20", title: str | None = None) -> Path:
+    """Validation ``metric`` per epoch of several runs in one PNG (one line per
+    run, its best epoch marked), e.g. models compared on the same data."""
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, history in histories.items():
+        ev = [(h["epoch"], h["valid"][metric]) for h in history if "valid" in h]
+        if not ev:
+            continue
+        line, = ax.plot(*zip(*ev), label=name)
+        best = max(ev, key=lambda e: e[1])
+        ax.scatter([best[0]], [best[1]], color=line.get_color(), s=30, zorder=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"valid {metric}")
+    ax.legend(title="dot: best epoch")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
