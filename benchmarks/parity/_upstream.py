@@ -4,7 +4,8 @@ Nothing of the upstream code is copied into this repository. Given the path of
 a local checkout, :func:`import_upstream` copies its source folder into a
 throw-away temporary folder, adds the minimum environment shims there (today:
 a ``torch_scatter`` module providing ``scatter_add`` when the real package is
-not installed; numpy aliases removed in numpy 2 such as ``np.float``) and
+not installed; numpy aliases removed in numpy 2 such as ``np.float``;
+``scipy.sparse.dok_matrix._update``, removed in scipy 1.12) and
 imports the requested module from that copy.
 
 :class:`MMRecStub` stands in for the MMRec-style ``config`` dictionary and
@@ -43,6 +44,24 @@ def _numpy_aliases() -> None:
     for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
         if name not in np.__dict__:
             setattr(np, name, value)
+
+
+def _scipy_aliases() -> None:
+    # scipy >= 1.12 removed dok_matrix._update (a dict update without checks),
+    # which MMRec's adjacency builders call
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        return
+    if not hasattr(sp.dok_matrix, "_update"):
+        def _update(self, entries):
+            store = getattr(self, "_dict", None)
+            if store is not None:
+                store.update(entries)
+            else:
+                for k, v in entries.items():
+                    self[k] = v
+        sp.dok_matrix._update = _update
 
 
 def _torch_scatter_shim() -> types.ModuleType:
@@ -91,6 +110,7 @@ def import_upstream(checkout: str | Path, source_dir: str, module: str,
     work = Path(tempfile.mkdtemp(prefix="mmgraph-parity-"))
     shutil.copytree(src, work / "upstream", ignore=shutil.ignore_patterns("*.pt", "data", ".git"))
     _numpy_aliases()
+    _scipy_aliases()
     try:
         importlib.import_module("torch_scatter")
     except ImportError:
@@ -179,12 +199,15 @@ def compare(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor]) -> l
     return rows
 
 
-def fixed_batches(data, batch_size: int, steps: int, seed: int = 0, drop_last: bool = True):
-    """``steps`` batches (users, positives, one negative each) from mmgraph's loader,
-    epoch after epoch; ``drop_last`` keeps every batch at ``batch_size`` rows
-    (MMRec models divide their L2 term by the configured batch size)."""
+def fixed_batches(data, batch_size: int, steps: int, seed: int = 0, drop_last: bool = True,
+                  negatives: bool = True):
+    """``steps`` batches (users, positives and, with ``negatives``, one negative
+    each) from mmgraph's loader, epoch after epoch, as ``(epoch, batch)``;
+    ``drop_last`` keeps every batch at ``batch_size`` rows (MMRec models divide
+    their L2 term by the configured batch size)."""
     from mmgraph.sampling import InteractionLoader
-    loader = InteractionLoader(data, batch_size=batch_size, shuffle=True, num_neg=1,
+    loader = InteractionLoader(data, batch_size=batch_size, shuffle=True,
+                               num_neg=1 if negatives else 0,
                                generator=torch.Generator().manual_seed(seed))
     out, epoch = [], 0
     while len(out) < steps:

@@ -47,6 +47,11 @@ class BM3Config(ModelConfig):
             them frozen (buffers, not in the ``state_dict``).
         modalities: which of the data's modalities to use (``None``: all;
             ``()``: none, the paper's ``BM3 w/o v&t`` ablation).
+        target_dropout: where the target views' dropout masks are drawn:
+            ``'batch'`` (default: one mask per batch row, so a user or item
+            that repeats in a batch gets independent masks) or ``'matrix'``
+            (MMRec's code: one mask per user / item row of the full
+            matrices, shared by its repeats).
     """
     embedding_dim: int = 64
     num_layers: int = 1
@@ -55,10 +60,13 @@ class BM3Config(ModelConfig):
     cl_weight: float = 2.0
     trainable_features: bool = True
     modalities: Optional[tuple[str, ...]] = None
+    target_dropout: str = "batch"
 
     def __post_init__(self):
         if self.modalities is not None:
             self.modalities = tuple(self.modalities)
+        if self.target_dropout not in ("batch", "matrix"):
+            raise ValueError(f"target_dropout must be 'batch' or 'matrix', got {self.target_dropout!r}")
         if self.embedding_dim < 1:
             raise ValueError(f"embedding_dim must be >= 1, got {self.embedding_dim}")
         if self.num_layers < 0:
@@ -105,8 +113,11 @@ class BM3(Recommender):
       constants (``2 + 2M`` in all, times ``cl_weight`` for the modality
       terms) change the logged loss, not the gradients.
     * MMRec drops out the *full* target matrices and then indexes the batch;
-      here only the batch rows are dropped out (same distribution, except
-      that a user or item repeated within a batch gets independent masks).
+      by default only the batch rows are dropped out (same distribution,
+      except that a user or item repeated within a batch gets independent
+      masks); ``target_dropout='matrix'`` draws MMRec's masks. With dropout
+      off, loss terms and gradients equal MMRec's ``bm3.py`` on identical
+      weights (``benchmarks/parity/bm3.py``).
       Likewise modality features are projected for the batch's items only
       (or for all items, when there are fewer items than batch rows): the
       loss and every gradient are the same as MMRec's projection of all items.
@@ -174,15 +185,26 @@ class BM3(Recommender):
         cfg = self.config
         users, items = batch.users, batch.pos_items
         h_u, h_i = out.extra["online_user"], out.extra["online_item"]
+        matrix = cfg.target_dropout == "matrix"
         with torch.no_grad():
-            t_u = F.dropout(h_u[users], cfg.dropout, training=True)
-            t_i = F.dropout(h_i[items], cfg.dropout, training=True)
+            if matrix:      # MMRec: masks over the full matrices, then the batch rows
+                t_u = F.dropout(h_u, cfg.dropout, training=True)[users]
+                t_i = F.dropout(h_i, cfg.dropout, training=True)[items]
+            else:
+                t_u = F.dropout(h_u[users], cfg.dropout, training=True)
+                t_i = F.dropout(h_i[items], cfg.dropout, training=True)
         rec = neg_cosine(out.user[users], t_i) + neg_cosine(out.item[items], t_u)
         align = mask = out.user.new_zeros(())
         for m in self.modalities:
-            h_m = self.project(m, items)                                      # [B, d]
-            with torch.no_grad():
-                t_m = F.dropout(h_m, cfg.dropout, training=True)
+            if matrix:
+                all_m = self.projectors[m].project(self.modality_feature(m))     # [I, d]
+                h_m = all_m[items]
+                with torch.no_grad():
+                    t_m = F.dropout(all_m, cfg.dropout, training=True)[items]
+            else:
+                h_m = self.project(m, items)                                  # [B, d]
+                with torch.no_grad():
+                    t_m = F.dropout(h_m, cfg.dropout, training=True)
             p_m = self.predictor(h_m)
             align = align + neg_cosine(p_m, t_i)
             mask = mask + neg_cosine(p_m, t_m)
