@@ -7,7 +7,7 @@ independent implementation on mmgraph's graphs, layers and losses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ class BM3Config(ModelConfig):
     cl_weight: float = 2.0
     trainable_features: bool = True
     modalities: Optional[tuple[str, ...]] = None
-    target_dropout: str = "batch"
+    target_dropout: Literal["batch", "matrix"] = "batch"
 
     def __post_init__(self):
         if self.modalities is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import combinations
-from typing import Mapping, Optional
+from typing import Literal, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +109,7 @@ class MambaRecConfig(ModelConfig):
     shared_layer_norm: bool = True
     modalities: Optional[tuple[str, ...]] = None
     cl_distinct_ids: bool = False
-    embedding_init: str = "normal"
+    embedding_init: Literal["normal", "xavier"] = "normal"
     embedding_init_std: float = 0.1
 
     def __post_init__(self):
