@@ -65,7 +65,7 @@ def gradient_balance(spec: str, seed: int = 0) -> list[dict]:
         tables = [m.user_emb.weight, m.item_emb.weight]
         g = {k: torch.autograd.grad(terms[k], tables, retain_graph=True) for k in ("bpr", "cl")}
         rows.append({"data": spec, "users": m.num_users, "items": m.num_items, "init": init,
-                     "row_norm": float(m.user_emb.weight.norm(dim=1).mean()),
+                     "row_norm": float(m.user_emb.weight.detach().norm(dim=1).mean()),
                      "ratio_users": float(g["cl"][0].norm() / g["bpr"][0].norm()),
                      "ratio_items": float(g["cl"][1].norm() / g["bpr"][1].norm())})
     return rows
