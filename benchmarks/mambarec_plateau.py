@@ -20,9 +20,9 @@ Two measurements, both in one run:
    stopping) of four settings: the authors' initialisation
    (``embedding_init='xavier'``), the same without the contrastive term
    (``cl_weight=0``), the library default (``embedding_init='normal'``, std
-   0.1: a per-entry scale independent of the table size), and the default
-   with the contrastive loss over distinct ids (``cl_distinct_ids=True``,
-   the repeated-ids hypothesis). Per epoch: the BPR term and validation
+   0.1: a per-entry scale independent of the table size), and the authors'
+   initialisation with the contrastive loss over distinct ids
+   (``cl_distinct_ids=True``: the repeated-ids hypothesis). Per epoch: the BPR term and validation
    Recall@20. Plot: ``benchmarks/mambarec_plateau.png``.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ SETTINGS = {
     "authors (xavier)": dict(embedding_init="xavier"),
     "xavier, cl_weight 0": dict(embedding_init="xavier", cl_weight=0.0),
     "default (normal 0.1)": dict(),
-    "default + distinct ids": dict(cl_distinct_ids=True),
+    "xavier + distinct ids": dict(embedding_init="xavier", cl_distinct_ids=True),
 }
 
 
