@@ -48,10 +48,10 @@ class BM3Config(ModelConfig):
         modalities: which of the data's modalities to use (``None``: all;
             ``()``: none, the paper's ``BM3 w/o v&t`` ablation).
         target_dropout: where the target views' dropout masks are drawn:
-            ``'batch'`` (default: one mask per batch row, so a user or item
-            that repeats in a batch gets independent masks) or ``'matrix'``
-            (MMRec's code: one mask per user / item row of the full
-            matrices, shared by its repeats).
+            ``'matrix'`` (default, MMRec's code: one mask per user / item row
+            of the full matrices, shared by its repeats within a batch) or
+            ``'batch'`` (one mask per batch row: repeats get independent
+            masks; not a measured improvement, see ``benchmarks/RESULTS.md``).
     """
     embedding_dim: int = 64
     num_layers: int = 1
@@ -60,7 +60,7 @@ class BM3Config(ModelConfig):
     cl_weight: float = 2.0
     trainable_features: bool = True
     modalities: Optional[tuple[str, ...]] = None
-    target_dropout: Literal["batch", "matrix"] = "batch"
+    target_dropout: Literal["batch", "matrix"] = "matrix"
 
     def __post_init__(self):
         if self.modalities is not None:
@@ -112,12 +112,11 @@ class BM3(Recommender):
     * MMRec writes each term as ``1 - cos``; ``neg_cosine`` is ``-cos``. The
       constants (``2 + 2M`` in all, times ``cl_weight`` for the modality
       terms) change the logged loss, not the gradients.
-    * MMRec drops out the *full* target matrices and then indexes the batch;
-      by default only the batch rows are dropped out (same distribution,
-      except that a user or item repeated within a batch gets independent
-      masks); ``target_dropout='matrix'`` draws MMRec's masks. With dropout
-      off, loss terms and gradients equal MMRec's ``bm3.py`` on identical
-      weights (``benchmarks/parity/bm3.py``).
+    * The target dropout masks are drawn over the *full* matrices and the
+      batch rows indexed afterwards, as MMRec does (``target_dropout='batch'``
+      draws one mask per batch row instead). With dropout off, loss terms and
+      gradients equal MMRec's ``bm3.py`` on identical weights
+      (``benchmarks/parity/bm3.py``).
       Likewise modality features are projected for the batch's items only
       (or for all items, when there are fewer items than batch rows): the
       loss and every gradient are the same as MMRec's projection of all items.
