@@ -375,3 +375,63 @@ def test_optuna_random_search_same_layout(tmp_path):
     assert res.leaderboard["models"][0]["configurations"] == len(folders)
     again = run_sweep(cfg)                       # the same sampler seed: the same asks, done
     assert again.trained == 0
+
+
+# ------------------------------------------------------ real signals
+_KILL_ARGS = ["--model", "lightgcn", "--data", TINY, "--grid", "reg_weight=1e-4,1e-3",
+              "--seeds", "0,1", "--epochs", "6", "--patience", "100", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference: the same sweep run without interruption (two workers)."""
+    out = tmp_path_factory.mktemp("whole") / "sweep"
+    assert main(["sweep", *_KILL_ARGS, "--jobs", "2", "--out-dir", str(out), "--quiet"]) == 0
+    return out
+
+
+def _start_and_signal(out, jobs, kill):
+    """Start `mmgraph sweep` in its own process group and signal it once a trial has
+    a checkpoint; returns the exit code and how many trials had finished then."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "mmgraph.cli", "sweep", *_KILL_ARGS,
+                             "--jobs", str(jobs), "--out-dir", str(out), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(out.glob("trials/*/*/*/checkpoint.pt")):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    finished = len(list(out.glob("trials/*/*/*/results.json")))
+    if kill == "SIGKILL":
+        os.killpg(proc.pid, signal.SIGKILL)          # the sweep and its workers, at once
+    else:
+        os.kill(proc.pid, getattr(signal, kill))      # the sweep's process only
+    rc = proc.wait(timeout=300)
+    return rc, finished
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs, kill", [(2, "SIGKILL"), (2, "SIGTERM"), (1, "SIGINT")])
+def test_sweep_killed_midway_then_rerun_equals_uninterrupted(tmp_path, uninterrupted, jobs,
+                                                             kill, capsys):
+    out = tmp_path / "sweep"
+    rc, finished = _start_and_signal(out, jobs, kill)
+    assert finished < 4
+    assert rc == (-9 if kill == "SIGKILL" else 130)
+    if kill != "SIGKILL":      # stopped like an interrupted `mmgraph train`: checkpoints kept
+        for res in out.glob("trials/*/*/*/results.json"):
+            assert (res.parent / "checkpoint.pt").is_file()
+    assert main(["sweep", *_KILL_ARGS, "--jobs", str(jobs), "--out-dir", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "already done" in err and "resumed" in err
+    trials = sorted(p.relative_to(uninterrupted).as_posix()
+                    for p in uninterrupted.glob("trials/*/*/*"))
+    assert sorted(p.relative_to(out).as_posix() for p in out.glob("trials/*/*/*")) == trials
+    for t in trials:
+        assert _results(out / t) == _results(uninterrupted / t)

@@ -60,7 +60,10 @@ def run_local(jobs: Sequence[TrialJob], workers: int,
     try:
         if workers == 1:
             for i, job in enumerate(jobs):
-                out = execute_trial(job)
+                try:
+                    out = execute_trial(job)
+                except KeyboardInterrupt:       # outside the trainer (loading, building)
+                    raise SweepInterrupted from None
                 outcomes[i] = out
                 if log:
                     log(out)
