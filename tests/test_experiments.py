@@ -154,6 +154,15 @@ def test_normal_approximation_agrees_with_scipy():
     assert small["p_ttest"] == pytest.approx(0.0518859, abs=1e-6)
 
 
+def test_paired_tests_without_scipy_use_the_normal_approximation(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "scipy", None)          # import scipy -> ImportError
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    res = paired_tests(A, B)
+    assert res["method"] == "normal approximation"
+    assert res["p_ttest"] == pytest.approx(0.0155343, abs=1e-6)
+
+
 def test_per_user_metrics_average_to_evaluate(tiny):
     from mmgraph.evaluation import Evaluator
     from mmgraph.models import build_model
