@@ -358,8 +358,9 @@ def _short(v: Any) -> str:
 
 
 def plot_leaderboard(board: dict[str, Any], path: str | Path) -> Path:
-    """Validation curves of the chosen configurations (mean over seeds) and the
-    test ``valid_metric`` with error bars (std over seeds), as a PNG."""
+    """Validation curves of the chosen configurations (per epoch, the mean over the
+    seeds that reached it) and the test ``valid_metric`` with error bars (std over
+    seeds), as a PNG."""
     from ..train.plots import plt
     metric = board["valid_metric"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
