@@ -238,8 +238,11 @@ class MMRecBM3(_Reference):
         self.user_embedding = nn.Embedding(self.n_users, d)
         self.item_id_embedding = nn.Embedding(self.n_items, d)
         self.predictor = nn.Linear(d, d)
-        self.image_embedding = nn.Embedding.from_pretrained(feats["image"].float(), freeze=False)
-        self.text_embedding = nn.Embedding.from_pretrained(feats["text"].float(), freeze=False)
+        # copies: training the tables must not change the data's feature tensors
+        self.image_embedding = nn.Embedding.from_pretrained(feats["image"].float().clone(),
+                                                            freeze=False)
+        self.text_embedding = nn.Embedding.from_pretrained(feats["text"].float().clone(),
+                                                           freeze=False)
         self.image_trs = nn.Linear(feats["image"].size(1), d)
         self.text_trs = nn.Linear(feats["text"].size(1), d)
         self.offsets = {"rec": 2.0, "align": 2.0 * cfg.cl_weight, "mask": 2.0 * cfg.cl_weight}
@@ -318,8 +321,11 @@ class MMRecFREEDOM(_Reference):
         d = cfg.embedding_dim
         self.user_embedding = nn.Embedding(self.n_users, d)
         self.item_id_embedding = nn.Embedding(self.n_items, d)
-        self.image_embedding = nn.Embedding.from_pretrained(feats["image"].float(), freeze=False)
-        self.text_embedding = nn.Embedding.from_pretrained(feats["text"].float(), freeze=False)
+        # copies: training the tables must not change the data's feature tensors
+        self.image_embedding = nn.Embedding.from_pretrained(feats["image"].float().clone(),
+                                                            freeze=False)
+        self.text_embedding = nn.Embedding.from_pretrained(feats["text"].float().clone(),
+                                                           freeze=False)
         self.image_trs = nn.Linear(feats["image"].size(1), d)
         self.text_trs = nn.Linear(feats["text"].size(1), d)
         self.masked_adj = self.norm_adj

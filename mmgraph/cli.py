@@ -1,4 +1,4 @@
-"""``mmgraph train | evaluate | recommend | stats | models``.
+"""``mmgraph train | evaluate | recommend | stats | models | convert | sweep | compare``.
 
 Every option is a field of a typed dataclass: the trainer's
 :class:`~mmgraph.train.TrainConfig` and the chosen model's config (e.g.
@@ -20,7 +20,7 @@ import torch
 
 from . import models as _models  # noqa: F401  (registers every model)
 from .data import dataset_stats, format_stats, load_dataset
-from .models.base import MODELS, get_model_class
+from .models.base import MODELS, build_model, get_model_class
 from .train import (RunFolder, Trainer, TrainConfig, TrainingDiverged, format_result, load_run,
                      to_json, train_config_for)
 from .train.config import (add_dataclass_arguments, dataclass_overrides, format_value,
@@ -50,12 +50,6 @@ def effective_train_defaults(cls) -> dict:
     ``out_dir`` ``runs/<model>`` (what ``--help`` and ``mmgraph models`` show)."""
     cfg = train_config_for(cls, out_dir=default_out_dir(getattr(cls, "name", None)))
     return dataclasses.asdict(cfg)
-
-
-def _build_model(name: str, data, config_overrides: dict):
-    cls = get_model_class(name)
-    config = replace_checked(cls.config_class(), **config_overrides)
-    return cls(data, config)
 
 
 def _train_parser(model_name: str | None) -> argparse.ArgumentParser:
@@ -118,8 +112,7 @@ def cmd_train(argv: list[str]) -> int:
     data = load_dataset(args.data)
     if main_rank:
         print(format_stats(dataset_stats(data)))
-    torch.manual_seed(cfg.seed)
-    model = _build_model(cls.name, data, model_over)
+    model = build_model(cls.name, data, seed=cfg.seed, **model_over)
     trainer = Trainer(model, data, cfg, data_spec=args.data)
     try:
         result = trainer.fit()
@@ -275,15 +268,160 @@ def cmd_models(argv: list[str]) -> int:
     return 0
 
 
+def _parse_grid(items: list[str]) -> dict[str, list]:
+    """``['reg_weight=1e-4,1e-3', 'mmd_sigmas=[[1],[2]]']`` -> ``{option: [values]}`` (text
+    values are typed by the sweep, per model, as ``train`` reads them)."""
+    import json
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ValueError(f"--grid: expected OPTION=V1,V2,... (or OPTION=<JSON list>), "
+                             f"got {item!r}")
+        text = text.strip()
+        if text.startswith("["):
+            try:
+                values = json.loads(text)
+            except ValueError as err:
+                raise ValueError(f"--grid {key}: invalid JSON list {text!r} ({err})") from None
+            if not isinstance(values, list):
+                raise ValueError(f"--grid {key}: expected a JSON list, got {text!r}")
+        else:
+            values = [v.strip() for v in text.split(",") if v.strip()]
+        if key.strip() in grid:
+            raise ValueError(f"--grid: {key.strip()} is given twice")
+        grid[key.strip()] = values
+    return grid
+
+
+def _int_list(text: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    """``mmgraph sweep``: models x grid x seeds as run folders, then a leaderboard."""
+    from .experiments import PRESETS, SweepConfig, SweepInterrupted, run_sweep
+    p = argparse.ArgumentParser(
+        prog="mmgraph sweep",
+        description="Train every configuration of a grid with several seeds (each trial an "
+                    "ordinary run folder under OUT_DIR/trials/<model>/<key=value,...>/seed-<s>), "
+                    "choose each model's configuration on validation and write "
+                    "OUT_DIR/leaderboard.{json,md,png}. Re-running skips finished trials and "
+                    "resumes interrupted ones.",
+        epilog=f"models: {_model_list()}. A model's options: mmgraph train --model NAME --help.")
+    p.add_argument("--model", help="the model to sweep")
+    p.add_argument("--models", help="several models, comma-separated (e.g. lightgcn,freedom)")
+    p.add_argument("--data", default=DEFAULT_DATA, help="dataset folder or synthetic: spec, as "
+                   "for train (default: %(default)s)")
+    p.add_argument("--grid", nargs="+", action="extend", default=[], metavar="OPTION=V1,V2",
+                   help="values of a model or training option, typed as train reads them (e.g. "
+                        "reg_weight=1e-4,1e-3 lr=0.001); MODEL.OPTION=... for one model only; a "
+                        "JSON list for values holding commas (mmd_sigmas=[[1],[1.5]])")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="published grids per model "
+                   "(mmrec-grid: the MMRec toolbox's); --grid entries override")
+    p.add_argument("--seeds", default="0", help="training seeds, comma-separated (default: 0)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="trials at once (local worker processes; on Ray: at most N at once). "
+                        "Default: 1")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads per trial (default: cores // jobs)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="maximum epochs per trial (default: each model's)")
+    p.add_argument("--patience", type=int, default=None, metavar="N",
+                   help="early-stopping patience (default: each model's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--out-dir", default=None, help="the sweep folder (default: sweeps/<models>)")
+    p.add_argument("--baseline", help="model to test the others against (paired tests over "
+                   "test users)")
+    p.add_argument("--select", choices=("mean", "first"), default="mean",
+                   help="mean: best mean validation metric over the seeds (every configuration "
+                        "runs every seed); first: MMRec's single-seed choice on the lowest seed, "
+                        "then the chosen configuration's other seeds (default: mean)")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local process pool, or Ray Tune (pip install 'mmgraph[tune]')")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster: auto (the running one) or ray://HOST:PORT (default: a "
+                        "local Ray instance)")
+    p.add_argument("--search", choices=("grid", "random", "tpe"), default="grid",
+                   help="every combination, or TRIALS configurations per model sampled by "
+                        "Optuna (pip install 'mmgraph[optuna]') from the grid values")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="configurations per model for --search random|tpe")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    a = p.parse_args(argv)
+    if (a.model is None) == (a.models is None):
+        raise ValueError("give --model NAME or --models a,b (one of the two)")
+    models = (a.model,) if a.model else tuple(m.strip() for m in a.models.split(",") if m.strip())
+    cfg = SweepConfig(
+        models=models, data=a.data, grid=_parse_grid(a.grid), seeds=_int_list(a.seeds, "--seeds"),
+        out_dir=a.out_dir or str(Path("sweeps") / "+".join(models)),
+        jobs=a.jobs, threads=a.threads, epochs=a.epochs, patience=a.patience, device=a.device,
+        baseline=a.baseline, select=a.select, backend=a.backend, address=a.address,
+        search=a.search, trials=a.trials, preset=a.preset, progress=not a.quiet)
+    from .train.config import check_device
+    check_device(cfg.device)
+    for m in cfg.models:      # every trial's training settings checked before anything runs
+        cfg.train_config(m, {}, cfg.seeds[0], cfg.out_dir)
+    try:
+        res = run_sweep(cfg)
+    except SweepInterrupted:
+        print(f"interrupted: finished trials are kept and running ones checkpointed in "
+              f"{cfg.out_dir}; run the same command again to continue", file=sys.stderr)
+        return 130
+    from .experiments import format_leaderboard
+    print(format_leaderboard(res.leaderboard))
+    if res.failed:
+        print(f"{len(res.failed)} trial(s) failed: "
+              + "; ".join(f"{o.label}: {o.error}" for o in res.failed), file=sys.stderr)
+    return 1 if res.failed else 0
+
+
+def cmd_compare(argv: list[str]) -> int:
+    """``mmgraph compare DIR ...``: the leaderboard of existing run folders."""
+    from .experiments import (build_leaderboard, find_runs, format_leaderboard,
+                              write_leaderboard)
+    p = argparse.ArgumentParser(
+        prog="mmgraph compare",
+        description="The leaderboard of existing run folders (of mmgraph train or sweep): runs "
+                    "are grouped by model and configuration (seeds together); per model the "
+                    "configuration with the best validation metric, test mean +- std over seeds, "
+                    "paired tests against --baseline.")
+    p.add_argument("dirs", nargs="+", help="run folders, or folders to search for them")
+    p.add_argument("--baseline", help="model to test the others against")
+    p.add_argument("--select", choices=("mean", "first"), default="mean",
+                   help="mean over seeds, or the lowest seed only (default: mean)")
+    p.add_argument("--out-dir", default=None,
+                   help="also write leaderboard.json/.md/.png there")
+    p.add_argument("--data", default=None, help="dataset (default: the one each run recorded)")
+    a = p.parse_args(argv)
+    runs = find_runs(a.dirs)
+    if not runs:
+        raise ValueError(f"no run folder (with run.json) in {', '.join(a.dirs)}")
+    data = load_dataset(a.data) if a.data else None
+    board = build_leaderboard(runs, baseline=a.baseline, select=a.select, data=data)
+    print(format_leaderboard(board))
+    if a.out_dir:
+        for f in write_leaderboard(board, a.out_dir):
+            print(f"wrote {f}", file=sys.stderr)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend,
-            "stats": cmd_stats, "models": cmd_models, "convert": cmd_convert}
+            "stats": cmd_stats, "models": cmd_models, "convert": cmd_convert,
+            "sweep": cmd_sweep, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: mmgraph {train,evaluate,recommend,stats,models,convert} [options]\n\n"
+        print("usage: mmgraph {train,evaluate,recommend,stats,models,convert,sweep,compare} "
+              "[options]\n\n"
               "  train      train a model (mmgraph train --model NAME --help)\n"
+              "  sweep      models x grid x seeds as run folders, then a leaderboard\n"
+              "  compare    the leaderboard of existing run folders\n"
               "  evaluate   metrics of a trained run\n"
               "  recommend  top-k items for users of a trained run\n"
               "  stats      dataset statistics (layout, sizes, feature norms/zero/duplicate rows)\n"

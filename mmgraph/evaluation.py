@@ -30,7 +30,8 @@ device; the training items of the batch are set to ``-inf`` with one
 on the score device; hits are a vectorised membership test
 (:func:`torch.searchsorted`) against the sorted keys ``user * I + item`` of
 the held-out interactions. Metric sums stay on the device and are copied to
-the host once, at the end.
+the host once, at the end. :meth:`Evaluator.evaluate_per_user` returns each
+user's metrics instead of their mean (for paired tests between models).
 """
 from __future__ import annotations
 
@@ -205,50 +206,82 @@ class Evaluator:
             ``{'recall@10': float, ..., 'map@20': float}``. All zeros if no
             user qualifies (empty split).
         """
-        users_all, pos_len_all, heldout = self._split(split, cold_start)
-        n = users_all.numel()
+        n = self._split(split, cold_start)[0].numel()     # this evaluator's users
         if n == 0:
             return self._zeros()
+        acc = None
+        for _, values in self._batches(score_fn, split, cold_start, device):
+            batch = values.sum(0)
+            acc = batch if acc is None else acc + batch
+        vals = (acc / n).tolist()   # the one host sync
+        return {f"{m}@{k}": vals[i][j] for i, m in enumerate(self.metrics)
+                for j, k in enumerate(self.ks)}
+
+    @torch.no_grad()
+    def evaluate_per_user(self, score_fn: Callable[[Tensor], Tensor], split: str = "test",
+                          cold_start: bool = False, device: torch.device | str | None = None
+                          ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Each evaluated user's metrics (for paired significance tests between models).
+
+        Args:
+            score_fn, split, cold_start, device: as in :meth:`evaluate`.
+
+        Returns:
+            ``(users, values)``: the evaluated user ids (sorted, CPU ``[N]``)
+            and ``{'recall@20': [N] float64 CPU tensor, ...}``; the mean of
+            ``values[key]`` is :meth:`evaluate`'s ``key``.
+        """
+        users = self._split(split, cold_start)[0]
+        parts = [values for _, values in self._batches(score_fn, split, cold_start, device)]
+        per = (torch.cat(parts).cpu() if parts                 # [N, metrics, ks]: one copy
+               else torch.zeros(0, len(self.metrics), len(self.ks), dtype=torch.float64))
+        return users.clone(), {f"{m}@{k}": per[:, i, j].contiguous()
+                               for i, m in enumerate(self.metrics) for j, k in enumerate(self.ks)}
+
+    def _batches(self, score_fn: Callable[[Tensor], Tensor], split: str, cold_start: bool,
+                 device: torch.device | str | None):
+        """Yield ``(users [B], per-user metrics [B, len(metrics), len(ks)] float64)`` per
+        batch of evaluated users, on the scores' device (no host sync)."""
+        users_all, pos_len_all, heldout = self._split(split, cold_start)
+        n = users_all.numel()
         # user ids go to ``device``; by default CPU for the first batch, then the
         # device the scores came back on
         udev = torch.device(device) if device is not None else None
         kmax = max(self.ks)
         n_items = self.num_items
-        acc = None
         bar = tqdm(total=n, desc=f"evaluating {split}", unit="user", leave=False,
                    delay=_PROGRESS_DELAY, disable=not self.progress)
-        for s in range(0, n, self.batch_size):
-            users = users_all[s:s + self.batch_size]
-            bar.update(users.numel())
-            rows, cols = self._train.batch_entries(users)
-            scores = score_fn(users if udev is None else users.to(udev))
-            if scores.dim() != 2 or scores.size(0) != users.numel() or scores.size(1) != n_items:
-                raise ValueError(f"score_fn must return [B={users.numel()}, I={n_items}] scores, "
-                                 f"got {tuple(scores.shape)}")
-            if not scores.is_floating_point():
-                scores = scores.float()
-            dev = scores.device
-            if device is None:
-                udev = dev
-            u = users.to(dev)
-            scores.index_put_((rows.to(dev), cols.to(dev)),
-                              torch.tensor(float("-inf"), dtype=scores.dtype, device=dev))
-            if cold_start:
-                cold = self._on("cold", self.cold_items, dev)
-                scores.masked_fill_(~cold.unsqueeze(0), float("-inf"))
-            top = torch.topk(scores, kmax, dim=1).indices                      # [B, kmax]
-            q = u.unsqueeze(1) * n_items + top
-            hit = _member(self._on(f"heldout:{split}:{cold_start}", heldout, dev), q)
-            hit &= ~_member(self._on("train", self._train.keys, dev), q)  # masked never hit
-            batch = self._batch_metrics(hit, pos_len_all[s:s + self.batch_size].to(dev))
-            acc = batch if acc is None else acc + batch
-        bar.close()
-        vals = (acc / n).tolist()   # the one host sync
-        return {f"{m}@{k}": vals[i][j] for i, m in enumerate(self.metrics)
-                for j, k in enumerate(self.ks)}
+        try:
+            for s in range(0, n, self.batch_size):
+                users = users_all[s:s + self.batch_size]
+                bar.update(users.numel())
+                rows, cols = self._train.batch_entries(users)
+                scores = score_fn(users if udev is None else users.to(udev))
+                if (scores.dim() != 2 or scores.size(0) != users.numel()
+                        or scores.size(1) != n_items):
+                    raise ValueError(f"score_fn must return [B={users.numel()}, I={n_items}] "
+                                     f"scores, got {tuple(scores.shape)}")
+                if not scores.is_floating_point():
+                    scores = scores.float()
+                dev = scores.device
+                if device is None:
+                    udev = dev
+                u = users.to(dev)
+                scores.index_put_((rows.to(dev), cols.to(dev)),
+                                  torch.tensor(float("-inf"), dtype=scores.dtype, device=dev))
+                if cold_start:
+                    cold = self._on("cold", self.cold_items, dev)
+                    scores.masked_fill_(~cold.unsqueeze(0), float("-inf"))
+                top = torch.topk(scores, kmax, dim=1).indices                      # [B, kmax]
+                q = u.unsqueeze(1) * n_items + top
+                hit = _member(self._on(f"heldout:{split}:{cold_start}", heldout, dev), q)
+                hit &= ~_member(self._on("train", self._train.keys, dev), q)  # masked never hit
+                yield users, self._user_metrics(hit, pos_len_all[s:s + self.batch_size].to(dev))
+        finally:
+            bar.close()
 
-    def _batch_metrics(self, hit: Tensor, pos_len: Tensor) -> Tensor:
-        """Per-metric, per-K sums over the batch: ``[len(metrics), len(ks)]`` (float64)."""
+    def _user_metrics(self, hit: Tensor, pos_len: Tensor) -> Tensor:
+        """Each user's metrics: ``[B, len(metrics), len(ks)]`` (float64)."""
         dev = hit.device
         kmax = hit.size(1)
         h = hit.to(torch.float64)
@@ -273,8 +306,8 @@ class Evaluator:
             else:  # map
                 ap = (h * cum / ranks).cumsum(1)[:, kidx]
                 v = ap / ideal.to(torch.float64)
-            out.append(v.sum(0))
-        return torch.stack(out)
+            out.append(v)
+        return torch.stack(out, dim=1)
 
     # ------------------------------------------------------------- serving
     @torch.no_grad()

@@ -24,7 +24,8 @@ from torch_geometric.data.storage import NodeStorage
 
 from .hetero import ITEM, feature_key
 
-__all__ = ["LazyFeature", "LazyNodeStorage", "feature_recipe", "is_lazy", "set_lazy_features"]
+__all__ = ["LazyFeature", "LazyNodeStorage", "feature_recipe", "tensor_recipe", "is_lazy",
+           "set_lazy_features"]
 
 #: id of a tensor built by a :class:`LazyFeature` that has a recipe ->
 #: (recipe, the tensor's version when built, a weak reference to it)
@@ -121,10 +122,15 @@ def feature_recipe(data: HeteroData, modality: str) -> dict | None:
     value = data[ITEM]._mapping.get(feature_key(modality))
     if isinstance(value, LazyFeature):
         return value.recipe
-    if isinstance(value, Tensor):
-        built = _BUILT.get(id(value))
-        if built is not None and built[2]() is value and built[1] == value._version:
-            return built[0]
+    return tensor_recipe(value) if isinstance(value, Tensor) else None
+
+
+def tensor_recipe(value: Tensor) -> dict | None:
+    """The recipe of a tensor built by a :class:`LazyFeature` with one, while it is
+    unmodified (same object, same in-place version); else ``None``."""
+    built = _BUILT.get(id(value))
+    if built is not None and built[2]() is value and built[1] == value._version:
+        return built[0]
     return None
 
 

@@ -9,9 +9,12 @@ r"""Graph builders over the project's :class:`~torch_geometric.data.HeteroData`.
   :func:`knn_topk`, :func:`knn_graph`, :func:`knn_adjacency`,
   :func:`modality_knn_graph`, :func:`mix_adjacency`;
 * co-occurrence / interest: :func:`cooccurrence_graph`, :func:`user_interest_graph`,
-  :func:`user_profiles`.
+  :func:`user_profiles`;
+* caching: every builder's result is memoised on the data; :func:`disk_cache`
+  also keeps it on disk, keyed by a fingerprint of the data and the options,
+  for other processes and later runs (sweeps use it).
 """
-from ._cache import clear_cache
+from ._cache import GRAPH_CACHE_ENV, clear_cache, disk_cache, disk_cache_dir, disk_cache_stats
 from .bipartite import (bipartite_adjacency, bipartite_adjacency_from_edges, bipartite_gcn_norm,
                         interaction_matrix, interaction_matrix_from_edges, prune_edges_by_degree)
 from .cooccurrence import (cooccurrence_graph, cooccurrence_graph_from_edges, cooccurrence_topk,
@@ -28,5 +31,5 @@ __all__ = [
     "default_chunk_size", "faiss_nlist", "KNN_METHODS", "check_knn_method",
     "cooccurrence_graph", "cooccurrence_graph_from_edges", "cooccurrence_topk",
     "user_interest_graph", "user_profiles",
-    "clear_cache",
+    "clear_cache", "disk_cache", "disk_cache_dir", "disk_cache_stats", "GRAPH_CACHE_ENV",
 ]

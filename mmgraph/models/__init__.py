@@ -1,5 +1,6 @@
 """The model zoo. Importing this package registers every model in :data:`MODELS`."""
-from .base import MODELS, Batch, Embeddings, ModelConfig, Recommender, bpr_terms, get_model_class, register
+from .base import (MODELS, Batch, Embeddings, ModelConfig, Recommender, bpr_terms, build_model,
+                   get_model_class, register)
 from .bprmf import BPRMF, BPRMFConfig
 from .lightgcn import LightGCN, LightGCNConfig
 from .bm3 import BM3, BM3Config
@@ -15,7 +16,7 @@ from .rearm import REARM, REARMConfig
 from .mambarec import MambaRec, MambaRecConfig
 
 __all__ = ["MODELS", "Batch", "Embeddings", "ModelConfig", "Recommender", "bpr_terms",
-           "get_model_class", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig",
+           "get_model_class", "build_model", "register", "BPRMF", "BPRMFConfig", "LightGCN", "LightGCNConfig",
            "BM3", "BM3Config", "VBPR", "VBPRConfig", "FREEDOM", "FREEDOMConfig", "LATTICE", "LATTICEConfig",
            "MMGCN", "MMGCNConfig", "GRCN", "GRCNConfig", "SLMRec", "SLMRecConfig", "MGCN", "MGCNConfig",
            "LGMRec", "LGMRecConfig", "REARM", "REARMConfig",

@@ -267,3 +267,23 @@ def get_model_class(name: str) -> type[Recommender]:
     if key not in MODELS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}")
     return MODELS[key]
+
+
+def build_model(name: str, data: HeteroData, seed: int | None = None,
+                **overrides: Any) -> Recommender:
+    """Make a registered model as ``mmgraph train`` does.
+
+    Args:
+        name: registry name (``'lightgcn'``).
+        data: its dataset.
+        seed: ``torch.manual_seed(seed)`` before the weights are made (the
+            training seed, so a run's initial weights follow from its config).
+        **overrides: fields of the model's config (checked: an unknown name
+            is a ``ValueError``).
+    """
+    from ..train.config import replace_checked
+    cls = get_model_class(name)
+    config = replace_checked(cls.config_class(), **overrides)
+    if seed is not None:
+        torch.manual_seed(seed)
+    return cls(data, config)

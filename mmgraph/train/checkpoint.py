@@ -4,32 +4,15 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from ..data.hetero import ITEM, feature_key, modality_shapes, num_items, num_users, split_edge_index
+from ..data.fingerprint import tensor_digest
 from ..data.lazy import feature_recipe
-
-# id(feature tensor) -> (its version counter, digest): each content is hashed once;
-# the entry goes when the tensor does
-_DIGESTS: dict[int, tuple[int, str]] = {}
-
-
-def _sha1(t: Tensor) -> str:
-    key = id(t)
-    cached = _DIGESTS.get(key)
-    if cached is not None and cached[0] == t._version:
-        return cached[1]
-    digest = hashlib.sha1(t.detach().cpu().contiguous().numpy().data).hexdigest()
-    if cached is None:
-        weakref.finalize(t, _DIGESTS.pop, key, None)
-    _DIGESTS[key] = (t._version, digest)
-    return digest
 
 
 def dataset_signature(data: HeteroData) -> dict[str, Any]:
@@ -48,7 +31,7 @@ def dataset_signature(data: HeteroData) -> dict[str, Any]:
         else:
             x = data[ITEM][feature_key(m)]
             features[m] = {"shape": list(x.shape), "dtype": str(x.dtype).removeprefix("torch."),
-                           "sha1": _sha1(x)}
+                           "sha1": tensor_digest(x)}
     return {"num_users": num_users(data), "num_items": num_items(data),
             "num_train": int(train.size(1)), "train_sha1": digest, "features": features}
 
