@@ -262,6 +262,34 @@ def test_orthogonality_term_zero_for_orthogonal_parts(small):
     assert 0 < some < same
 
 
+def test_orthogonality_gradient_holds_row_norms_constant(small):
+    # the authors' cal_diff_loss divides the centred rows by their .detach()ed norms
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(diff_loss_weight=1.0, **SMALL))
+    d, U, I = 16, 300, 200
+    g = torch.Generator().manual_seed(4)
+    b = _batch(small)
+    fu0, fi0 = torch.randn(U, 2 * d, generator=g), torch.randn(I, 2 * d, generator=g)
+
+    def authors(x):
+        x = x - x.mean(0, keepdim=True)
+        return x / (x.norm(dim=1, keepdim=True).detach() + 1e-6)
+
+    def grads(fn):
+        fu, fi = fu0.clone().requires_grad_(), fi0.clone().requires_grad_()
+        value = fn(fu, fi)
+        return (value.item(), *torch.autograd.grad(value, (fu, fi)))
+
+    ours = grads(lambda fu, fi: model.loss(b, Embeddings(
+        torch.zeros(U, 3 * d), torch.zeros(I, 3 * d), {"feat_user": fu, "feat_item": fi}))["diff"])
+    ref = grads(lambda fu, fi: sum((authors(x[:, :d]).t() @ authors(x[:, d:])).pow(2).mean()
+                                   for x in (fu[b.users], fi[b.pos_items])))
+    assert ours[0] == pytest.approx(ref[0], rel=1e-5)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(ours[2], ref[2], rtol=1e-4, atol=1e-9)
+    assert ours[1].abs().max() > 1e-4
+
+
 @pytest.mark.parametrize("meta_gradient", ["frozen", "detach_input", "full"])
 def test_every_parameter_gets_a_gradient(small, meta_gradient):
     torch.manual_seed(0)

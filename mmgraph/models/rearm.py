@@ -53,8 +53,9 @@ Loss: BPR (:func:`~mmgraph.losses.bpr_loss`)
 + ``cl_loss_weight`` x InfoNCE (:func:`~mmgraph.losses.info_nce`, temperature
 ``cl_tmp``) between every pair of modality parts ``h_m, h_m'`` of the batch's
 unique users and of its unique (positive and negative) items
-+ ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`)
-between every pair of modality parts of the batch's users and positive items.
++ ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`,
+row norms held constant in the backward pass as the authors do) between every
+pair of modality parts of the batch's users and positive items.
 The authors' L2 regularisation is AdamW's decoupled weight decay
 (``optimizer='adamw'``, ``weight_decay=5e-4``), carried by
 :attr:`REARM.train_defaults` like their learning rate ``5e-5``.
@@ -81,8 +82,6 @@ Differences from the authors' code (github.com/MrShouxingMa/REARM)
   authors pad short rows to ``k`` by repeating random kept neighbours
   (which doubles their softmax mass) and give nodes without co-occurrence the
   ``k`` most popular nodes.
-* :func:`~mmgraph.losses.orthogonal_loss` differentiates through the row
-  norms; the authors treat them as constants (``.detach()``).
 * Attention is :class:`ScalarTokenAttention`, the same function as their
   ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
   differently.
@@ -684,8 +683,11 @@ class REARM(Recommender):
             terms["cl"] = cfg.cl_loss_weight * cl
             # orthogonality of modality-unique parts: the batch's users and positives
             fu_o, fi_o = fu[users], fi[pos]
-            diff = sum(orthogonal_loss(fu_o[:, a * d:(a + 1) * d], fu_o[:, b * d:(b + 1) * d])
-                       + orthogonal_loss(fi_o[:, a * d:(a + 1) * d], fi_o[:, b * d:(b + 1) * d])
+            # the row norms are constants in the backward pass (the authors' .detach())
+            diff = sum(orthogonal_loss(fu_o[:, a * d:(a + 1) * d], fu_o[:, b * d:(b + 1) * d],
+                                       detach_norm=True)
+                       + orthogonal_loss(fi_o[:, a * d:(a + 1) * d], fi_o[:, b * d:(b + 1) * d],
+                                         detach_norm=True)
                        for a, b in pairs)
             terms["diff"] = cfg.diff_loss_weight * diff
         if cfg.reg_weight > 0:
