@@ -228,6 +228,67 @@ class REARMConfig(ModelConfig):
 
 # --------------------------------------------------------------------------- blocks
 
+class _ScalarAttention(torch.autograd.Function):
+    r"""``o_i = sum_j dropout_p(softmax_j(q_i k_j)) v_j`` row by row, fused.
+
+    ``q, k, v`` are ``[n, d]``. The row maximum of ``q_i k_j`` is
+    ``q_i max_j k_j`` or ``q_i min_j k_j`` (no pass over the ``[n, d, d]``
+    scores); the weights stay unnormalised (``e_ij = exp(q_i k_j - m_i)``, their
+    row sums ``Z_i`` divide ``[n, d]`` results); dropout keeps a weight when a
+    uniform draw is ``>= p`` and scales by ``s = 1 / (1 - p)``. With
+    ``A = e / Z``, ``Ã = s A ∘ keep``, ``g = dL/do`` and
+    ``dL/dS_ij = A_ij g_i (s\,keep_ij v_j - o_i)`` the gradient is closed-form,
+
+    .. math::
+        \frac{\partial L}{\partial q_i} = g_i\Big(\sum_j \tilde A_{ij} v_j k_j
+            - o_i \sum_j A_{ij} k_j\Big),\quad
+        \frac{\partial L}{\partial k_j} = v_j \sum_i \tilde A_{ij} g_i q_i
+            - \sum_i A_{ij} g_i q_i o_i,\quad
+        \frac{\partial L}{\partial v_j} = \sum_i \tilde A_{ij} g_i :
+
+    batched products with ``[n, d, <=3]`` right-hand sides instead of
+    autograd's passes over the scores, the softmax and the mask. Saved: ``e``
+    and, with dropout, ``e ∘ keep`` (``[n, d, d]`` each).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, p: float) -> Tensor:
+        row_max = torch.where(q >= 0, q * k.amax(1, keepdim=True), q * k.amin(1, keepdim=True))
+        e = torch.mul(q.unsqueeze(2), k.unsqueeze(1))                   # [n, d, d]
+        e.sub_(row_max.unsqueeze(2)).exp_()
+        z = e.sum(2)                                                     # [n, d]
+        s = 1.0
+        ek = None
+        if p > 0.0:
+            # rand >= p is cheaper on CPU than bernoulli_ (what F.dropout uses)
+            ek = torch.rand_like(e).ge_(p).mul_(e)
+            s = 1.0 / (1.0 - p)
+        o = torch.bmm(e if ek is None else ek, v.unsqueeze(2)).squeeze(2) * (s / z)
+        ctx.save_for_backward(q, k, v, e, ek, z, o)
+        ctx.s = s
+        return o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        q, k, v, e, ek, z, o = ctx.saved_tensors
+        gz = g / z                                                       # rows of A = e / Z
+        if ek is None:
+            r = torch.bmm(e, torch.stack([v * k, k], 2))
+            gq = gz * (r[..., 0] - o * r[..., 1])
+            c = torch.bmm(e.transpose(1, 2), torch.stack([gz, gz * q, gz * q * o], 2))
+            gv, gk = c[..., 0], v * c[..., 1] - c[..., 2]
+        else:
+            s = ctx.s
+            r1 = torch.bmm(ek, (v * k).unsqueeze(2)).squeeze(2)
+            r2 = torch.bmm(e, k.unsqueeze(2)).squeeze(2)
+            gq = gz * (s * r1 - o * r2)
+            c1 = torch.bmm(ek.transpose(1, 2), torch.stack([gz, gz * q], 2))
+            c2 = torch.bmm(e.transpose(1, 2), (gz * q * o).unsqueeze(2)).squeeze(2)
+            gv, gk = s * c1[..., 0], s * v * c1[..., 1] - c2
+        return gq, gk, gv, None
+
+
 class ScalarTokenAttention(nn.Module):
     r"""Attention over the coordinates of a vector, each a one-dimensional token.
 
@@ -242,8 +303,10 @@ class ScalarTokenAttention(nn.Module):
 
     with six scalars and two output scalars, i.e. exactly
     ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
-    applied to ``x.unsqueeze(-1)`` (REARM's modality attention), computed
-    through :func:`torch.nn.functional.scaled_dot_product_attention`.
+    applied to ``x.unsqueeze(-1)`` (REARM's modality attention). Computed
+    by a fused kernel (:class:`_ScalarAttention`: one ``[n, d, d]`` buffer of
+    weights, a second one for the dropped-out weights in training,
+    closed-form gradients).
     Memory and time are ``O(n d^2)``.
 
     Args:
@@ -294,18 +357,13 @@ class ScalarTokenAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if p >= 1.0:
             return self.out_bias.expand_as(query)
+        if query.dtype in (torch.float16, torch.bfloat16):   # the kernel runs in float32
+            query, key_value = query.float(), key_value.float()
         w, b = self.in_weight, self.in_bias
         q = query * w[0] + b[0]
         k = key_value * w[1] + b[1]
         v = key_value * w[2] + b[2]
-        # [n, d, d] weights; an outer product is cheaper than a batched GEMM
-        # with inner size 1, and drawing the dropout mask with rand_like is
-        # cheaper on CPU than bernoulli_ (what F.dropout / SDPA use)
-        att = torch.softmax(q.unsqueeze(2) * k.unsqueeze(1), dim=-1)
-        if p > 0.0:
-            att = att * (torch.rand_like(att) >= p)
-            v = v * (1.0 / (1.0 - p))
-        o = torch.bmm(att, v.unsqueeze(2)).squeeze(2)
+        o = _ScalarAttention.apply(q, k, v, p)
         return o * self.out_weight + self.out_bias
 
     def extra_repr(self) -> str:
