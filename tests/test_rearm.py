@@ -163,8 +163,9 @@ def test_scalar_token_attention_equals_multihead_attention():
 
 @pytest.mark.parametrize("p", [0.0, 0.4])
 def test_scalar_token_attention_fused_gradients_equal_autograd(p):
-    # the fused kernel against softmax / dropout / bmm through autograd, float64,
-    # the same dropout mask (the kernel's one uniform draw, replayed)
+    # SDPA (p = 0) and the fused dropout kernel against softmax / dropout / bmm
+    # through autograd, float64, the same dropout mask (the kernel's one uniform
+    # draw, replayed)
     torch.manual_seed(1)
     att = ScalarTokenAttention(p).double().train()
     with torch.no_grad():

@@ -228,16 +228,17 @@ class REARMConfig(ModelConfig):
 
 # --------------------------------------------------------------------------- blocks
 
-class _ScalarAttention(torch.autograd.Function):
+class _ScalarAttentionDropout(torch.autograd.Function):
     r"""``o_i = sum_j dropout_p(softmax_j(q_i k_j)) v_j`` row by row, fused.
 
-    ``q, k, v`` are ``[n, d]``. The row maximum of ``q_i k_j`` is
-    ``q_i max_j k_j`` or ``q_i min_j k_j`` (no pass over the ``[n, d, d]``
-    scores); the weights stay unnormalised (``e_ij = exp(q_i k_j - m_i)``, their
-    row sums ``Z_i`` divide ``[n, d]`` results); dropout keeps a weight when a
-    uniform draw is ``>= p`` and scales by ``s = 1 / (1 - p)``. With
-    ``A = e / Z``, ``Ã = s A ∘ keep``, ``g = dL/do`` and
-    ``dL/dS_ij = A_ij g_i (s\,keep_ij v_j - o_i)`` the gradient is closed-form,
+    ``q, k, v`` are ``[n, d]``, ``0 < p < 1``. The row maximum of
+    ``q_i k_j`` is ``q_i max_j k_j`` or ``q_i min_j k_j`` (no pass over the
+    ``[n, d, d]`` scores); the weights stay unnormalised
+    (``e_ij = exp(q_i k_j - m_i)``, their row sums ``Z_i`` divide ``[n, d]``
+    results); a weight is kept when a uniform draw is ``>= p`` and scaled by
+    ``s = 1 / (1 - p)``. With ``A = e / Z``, ``Ã = s A ∘ keep``,
+    ``g = dL/do`` and ``dL/dS_ij = A_ij g_i (s\,keep_ij v_j - o_i)`` the
+    gradient is closed-form,
 
     .. math::
         \frac{\partial L}{\partial q_i} = g_i\Big(\sum_j \tilde A_{ij} v_j k_j
@@ -246,9 +247,9 @@ class _ScalarAttention(torch.autograd.Function):
             - \sum_i A_{ij} g_i q_i o_i,\quad
         \frac{\partial L}{\partial v_j} = \sum_i \tilde A_{ij} g_i :
 
-    batched products with ``[n, d, <=3]`` right-hand sides instead of
+    batched products with ``[n, d, <=2]`` right-hand sides instead of
     autograd's passes over the scores, the softmax and the mask. Saved: ``e``
-    and, with dropout, ``e ∘ keep`` (``[n, d, d]`` each).
+    and ``e ∘ keep`` (``[n, d, d]`` each).
     """
 
     @staticmethod
@@ -257,13 +258,10 @@ class _ScalarAttention(torch.autograd.Function):
         e = torch.mul(q.unsqueeze(2), k.unsqueeze(1))                   # [n, d, d]
         e.sub_(row_max.unsqueeze(2)).exp_()
         z = e.sum(2)                                                     # [n, d]
-        s = 1.0
-        ek = None
-        if p > 0.0:
-            # rand >= p is cheaper on CPU than bernoulli_ (what F.dropout uses)
-            ek = torch.rand_like(e).ge_(p).mul_(e)
-            s = 1.0 / (1.0 - p)
-        o = torch.bmm(e if ek is None else ek, v.unsqueeze(2)).squeeze(2) * (s / z)
+        # rand >= p is cheaper on CPU than bernoulli_ (what F.dropout uses)
+        ek = torch.rand_like(e).ge_(p).mul_(e)
+        s = 1.0 / (1.0 - p)
+        o = torch.bmm(ek, v.unsqueeze(2)).squeeze(2) * (s / z)
         ctx.save_for_backward(q, k, v, e, ek, z, o)
         ctx.s = s
         return o
@@ -272,21 +270,14 @@ class _ScalarAttention(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor):
         q, k, v, e, ek, z, o = ctx.saved_tensors
+        s = ctx.s
         gz = g / z                                                       # rows of A = e / Z
-        if ek is None:
-            r = torch.bmm(e, torch.stack([v * k, k], 2))
-            gq = gz * (r[..., 0] - o * r[..., 1])
-            c = torch.bmm(e.transpose(1, 2), torch.stack([gz, gz * q, gz * q * o], 2))
-            gv, gk = c[..., 0], v * c[..., 1] - c[..., 2]
-        else:
-            s = ctx.s
-            r1 = torch.bmm(ek, (v * k).unsqueeze(2)).squeeze(2)
-            r2 = torch.bmm(e, k.unsqueeze(2)).squeeze(2)
-            gq = gz * (s * r1 - o * r2)
-            c1 = torch.bmm(ek.transpose(1, 2), torch.stack([gz, gz * q], 2))
-            c2 = torch.bmm(e.transpose(1, 2), (gz * q * o).unsqueeze(2)).squeeze(2)
-            gv, gk = s * c1[..., 0], s * v * c1[..., 1] - c2
-        return gq, gk, gv, None
+        r1 = torch.bmm(ek, (v * k).unsqueeze(2)).squeeze(2)
+        r2 = torch.bmm(e, k.unsqueeze(2)).squeeze(2)
+        gq = gz * (s * r1 - o * r2)
+        c1 = torch.bmm(ek.transpose(1, 2), torch.stack([gz, gz * q], 2))
+        c2 = torch.bmm(e.transpose(1, 2), (gz * q * o).unsqueeze(2)).squeeze(2)
+        return gq, s * v * c1[..., 1] - c2, s * c1[..., 0], None
 
 
 class ScalarTokenAttention(nn.Module):
@@ -303,10 +294,12 @@ class ScalarTokenAttention(nn.Module):
 
     with six scalars and two output scalars, i.e. exactly
     ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
-    applied to ``x.unsqueeze(-1)`` (REARM's modality attention). Computed
-    by a fused kernel (:class:`_ScalarAttention`: one ``[n, d, d]`` buffer of
-    weights, a second one for the dropped-out weights in training,
-    closed-form gradients).
+    applied to ``x.unsqueeze(-1)`` (REARM's modality attention). Without
+    dropout (evaluation, or ``dropout=0``) computed by
+    :func:`torch.nn.functional.scaled_dot_product_attention` on
+    ``[n, 1, d, 1]`` (its fused kernel); with dropout by
+    :class:`_ScalarAttentionDropout` (closed-form gradients, two ``[n, d, d]``
+    buffers), which SDPA's fused kernels do not cover on CPU.
     Memory and time are ``O(n d^2)``.
 
     Args:
@@ -363,7 +356,13 @@ class ScalarTokenAttention(nn.Module):
         q = query * w[0] + b[0]
         k = key_value * w[1] + b[1]
         v = key_value * w[2] + b[2]
-        o = _ScalarAttention.apply(q, k, v, p)
+        if p > 0.0:
+            o = _ScalarAttentionDropout.apply(q, k, v, p)
+        else:
+            # [n, 1 head, d tokens, 1]: PyTorch's fused (flash) CPU/GPU kernel
+            n, d = q.shape
+            o = F.scaled_dot_product_attention(q.view(n, 1, d, 1), k.view(n, 1, d, 1),
+                                               v.view(n, 1, d, 1), scale=1.0).view(n, d)
         return o * self.out_weight + self.out_bias
 
     def extra_repr(self) -> str:
