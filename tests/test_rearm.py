@@ -112,6 +112,30 @@ def test_item_and_user_graph_mixes_equal_hand_computation():
         torch.testing.assert_close(back.to_dense(), adj.to_dense())
 
 
+def test_co_fill_repeat_mixes_the_authors_co_occurrence_rows():
+    # one more item without any user in common with the others: item 5 (user 4 only)
+    data, train, feats = _hand_data()
+    train = torch.cat([train, torch.tensor([[4], [5]])], 1)
+    feats = {m: np.concatenate([f, f[:1] + 0.5]) for m, f in feats.items()}
+    data = build_hetero(5, 6, train, features=feats)
+    base = dict(item_knn_k=3, user_knn_k=2, ii_co_weight=1.0, uu_co_weight=1.0)
+    ii_none, _ = build_homography_graphs(data, REARMConfig(**base), store=False)
+    ii_rep, _ = build_homography_graphs(data, REARMConfig(co_fill="repeat", **base), store=False)
+    a, b = ii_none.to_dense(), ii_rep.to_dense()
+    assert a[5].abs().sum() == 0
+    # item degrees 3, 3, 2, 2, 2, 1: the 3 most popular (ties to the lower id) are 0, 1, 2
+    w = torch.softmax(torch.tensor([3.0, 3.0, 2.0]) / 8, 0)
+    torch.testing.assert_close(b[5], torch.tensor([w[0], w[1], w[2], 0.0, 0.0, 0.0]))
+    # rows with k co-occurring items are untouched
+    full = (a > 0).sum(1) == 3
+    assert full.sum() >= 2
+    torch.testing.assert_close(a[full], b[full])
+    with pytest.raises(ValueError, match="co_fill"):
+        REARMConfig(co_fill="popular")
+    with pytest.raises(ValueError, match="softmax"):
+        REARMConfig(co_fill="repeat", co_weighting="count")
+
+
 def test_graph_mix_extremes_and_binary_knn():
     data, train, feats = _hand_data()
     # co-occurrence only / similarity only

@@ -80,11 +80,15 @@ Differences from the authors' code (github.com/MrShouxingMa/REARM)
 * Co-occurrence rows keep only nodes with a positive count (at most ``k``,
   ties to the lower id, :func:`~mmgraph.graph.cooccurrence_graph`); the
   authors pad short rows to ``k`` by repeating random kept neighbours
-  (which doubles their softmax mass) and give nodes without co-occurrence the
-  ``k`` most popular nodes.
+  (a random re-weighting of the row) and give nodes without co-occurrence
+  the ``k`` most popular nodes: ``co_fill='repeat'`` does the same (with
+  other random draws).
 * Attention is :class:`ScalarTokenAttention`, the same function as their
   ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
   differently.
+
+``benchmarks/parity/rearm.py`` runs the authors' code beside this model on
+identical weights, data and batches (results in ``benchmarks/RESULTS.md``).
 * Negatives are sampled among the items the user has not interacted with in
   *training* (MMRec protocol, :class:`~mmgraph.sampling.NegativeSampler`);
   the authors also exclude the user's validation and test items.
@@ -115,6 +119,7 @@ ITEM_HOMOGRAPHY = (ITEM, "homography", ITEM)
 USER_HOMOGRAPHY = (USER, "homography", USER)
 
 KNN_WEIGHTINGS = ("similarity", "binary")
+CO_FILLS = ("none", "repeat")
 META_GRADIENTS = ("frozen", "detach_input", "full")
 
 
@@ -158,6 +163,11 @@ class REARMConfig(ModelConfig):
         i_mm_image_weight: the same for the item modality graphs [0].
         co_weighting: co-occurrence edge weights, ``'softmax'`` over the kept
             counts [user_aggr_mode 'softmax'] or raw ``'count'``.
+        co_fill: co-occurrence rows with fewer than ``k`` nodes: ``'none'``
+            keeps what they have; ``'repeat'`` fills them as the authors'
+            ``topk_sample`` does (short rows padded by repeating random kept
+            nodes, rows without co-occurrence given the ``k`` most popular
+            nodes; see :func:`~mmgraph.graph.cooccurrence_graph`).
         knn_weighting: ``'similarity'`` (the authors' ``get_knn_adj_mat``:
             cosine similarity of the kept neighbours divided by ``k``, self
             included) or ``'binary'`` (``1/k`` per kept neighbour, FREEDOM's
@@ -193,6 +203,7 @@ class REARMConfig(ModelConfig):
     u_mm_image_weight: float = 0.2
     i_mm_image_weight: float = 0.0
     co_weighting: str = "softmax"
+    co_fill: str = "none"
     knn_weighting: str = "similarity"
     modalities: tuple[str, ...] | None = None
     train_features: bool = True
@@ -217,6 +228,11 @@ class REARMConfig(ModelConfig):
         if self.co_weighting not in ("softmax", "count"):
             raise ValueError(f"co_weighting must be 'softmax' or 'count', "
                              f"got {self.co_weighting!r}")
+        if self.co_fill not in CO_FILLS:
+            raise ValueError(f"co_fill must be one of {CO_FILLS}, got {self.co_fill!r}")
+        if self.co_fill == "repeat" and self.co_weighting != "softmax":
+            raise ValueError("co_fill='repeat' (the authors' topk_sample) needs "
+                             "co_weighting='softmax'")
         if self.knn_weighting not in KNN_WEIGHTINGS:
             raise ValueError(f"knn_weighting must be one of {KNN_WEIGHTINGS}, "
                              f"got {self.knn_weighting!r}")
@@ -521,6 +537,7 @@ def build_homography_graphs(data: HeteroData, config: REARMConfig,
                                   config.u_mm_image_weight)):
         n = int(data[side].num_nodes)
         co = cooccurrence_graph(data, side=side, k=k, weighting=config.co_weighting,
+                                fill=config.co_fill,
                                 store=store) if co_w > 0 else None
         sim_w = modality_mix_weights(mods, img_w)
         sims = {}
