@@ -4,8 +4,9 @@ Nothing of the upstream code is copied into this repository. Given the path of
 a local checkout, :func:`import_upstream` copies its source folder into a
 throw-away temporary folder, adds the minimum environment shims there (today:
 a ``torch_scatter`` module providing ``scatter_add`` when the real package is
-not installed; numpy aliases removed in numpy 2 such as ``np.float``) and
-imports the requested module from that copy.
+not installed; numpy aliases removed in numpy 2 such as ``np.float``;
+``scipy.sparse.dok_matrix._update``, removed in scipy 1.12) and imports the
+requested module from that copy.
 
 :class:`MMRecStub` stands in for the MMRec-style ``config`` dictionary and
 training data loader that the authors' ``GeneralRecommender`` subclasses take
@@ -43,6 +44,21 @@ def _numpy_aliases() -> None:
     for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
         if name not in np.__dict__:
             setattr(np, name, value)
+
+
+def _scipy_dok_update() -> None:
+    # scipy >= 1.12 dropped the private dict-style ``dok_matrix._update``; old code
+    # fills adjacency matrices with it
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        return
+    for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
+        if cls is not None and not hasattr(cls, "_update"):
+            def _update(self, entries):
+                for key, value in entries.items():
+                    self[key] = value
+            cls._update = _update
 
 
 def _torch_scatter_shim() -> types.ModuleType:
@@ -91,6 +107,7 @@ def import_upstream(checkout: str | Path, source_dir: str, module: str,
     work = Path(tempfile.mkdtemp(prefix="mmgraph-parity-"))
     shutil.copytree(src, work / "upstream", ignore=shutil.ignore_patterns("*.pt", "data", ".git"))
     _numpy_aliases()
+    _scipy_dok_update()
     try:
         importlib.import_module("torch_scatter")
     except ImportError:
