@@ -372,6 +372,25 @@ def test_every_parameter_gets_a_gradient(small, meta_gradient):
                       if meta_gradient == "frozen" else [])
 
 
+def test_homography_norm_parts_and_joint(small):
+    x = torch.randn(5, 3 * 16) * torch.tensor([0.1] * 16 + [30.0] * 16 + [1.0] * 16)
+    torch.manual_seed(0)
+    parts = REARM(small, REARMConfig(homography_norm="parts", **SMALL))
+    torch.manual_seed(0)
+    joint = REARM(small, REARMConfig(homography_norm="joint", **SMALL))
+    # 'parts': every d-wide part of a row has unit norm, whatever the raw scales
+    norms = parts._normalize(x).view(5, 3, 16).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones(5, 3))
+    # 'joint' (the authors'): one norm per row, the large part takes nearly all of it
+    y = joint._normalize(x)
+    torch.testing.assert_close(y.norm(dim=-1), torch.ones(5))
+    assert (y.view(5, 3, 16).norm(dim=-1)[:, 0] < 0.01).all()
+    # same weights, other outputs
+    assert not torch.allclose(parts().user, joint().user)
+    with pytest.raises(ValueError, match="homography_norm"):
+        REARMConfig(homography_norm="rows")
+
+
 def test_fixed_features_option(small):
     model = REARM(small, REARMConfig(train_features=False, **SMALL))
     names = [n for n, _ in model.named_parameters()]

@@ -27,7 +27,9 @@ an explicit name map, then:
    mmgraph's evaluator for both sides).
 
 ``--modalities V,T`` names the data's modalities that play the authors'
-image and text roles. The attention dropouts (``s_drop``, ``m_drop``) draw
+image and text roles. Our model runs with ``homography_norm='joint'`` (the
+authors' one normalisation of the whole homography row; the library default
+normalises each part). The attention dropouts (``s_drop``, ``m_drop``) draw
 random masks, so they are switched off on both sides; everything else runs
 as released. Without ``--upstream`` (or with a wrong path) the script says
 so and exits 0.
@@ -279,7 +281,8 @@ def build(args, data_in, vision, text, root: Path):
     name = "parity"
     removed = write_authors_layout(data_in, vision, text, root / "data" / name)
     data = read_npy_splits(root / "data" / name, name=name)
-    cfg = REARMConfig(modalities=("image", "text"), s_drop=0.0, m_drop=0.0, co_fill=args.co_fill)
+    cfg = REARMConfig(modalities=("image", "text"), s_drop=0.0, m_drop=0.0, co_fill=args.co_fill,
+                      homography_norm="joint")
     torch.manual_seed(args.seed)
     ours = REARM(data, cfg)
     acfg = authors_config(cfg, name)

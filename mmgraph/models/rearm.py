@@ -26,8 +26,9 @@ modalities, width ``d``):
 2. **Homography propagation**: ``X_I = normalize(S_I^{L_I} [E_I | T_1 F_1 | ... | T_N F_N])``
    with item ID embeddings ``E_I`` ``[I, d]``, (trainable) item features
    ``F_m`` ``[I, dim_m]`` projected by ``T_m``; the same for users over
-   ``S_U`` with the trainable interest profiles. Rows are L2-normalised over
-   the whole ``(1 + N) d`` concatenation (as the authors do).
+   ``S_U`` with the trainable interest profiles. Each ``d``-wide part of a
+   row is L2-normalised (``homography_norm='parts'``); the authors normalise
+   the whole ``(1 + N) d`` row (``'joint'``).
 
 3. **Attention on item modality features** (each of the ``d`` coordinates is
    a one-dimensional token, :class:`ScalarTokenAttention`):
@@ -83,6 +84,16 @@ Differences from the authors' code (github.com/MrShouxingMa/REARM)
   (a random re-weighting of the row) and give nodes without co-occurrence
   the ``k`` most popular nodes: ``co_fill='repeat'`` does the same (with
   other random draws).
+* The homography output is normalised part by part
+  (``homography_norm='parts'``); the authors normalise the whole row
+  (``'joint'``), so the projected raw features set the share of the ID part:
+  with TikTok's image features (row norm 33) it is 3% of the row, and after
+  the user-item propagation the ID term of the output is ~1000x smaller than
+  the modality terms (0.002 against 1-3 at initialisation): the collaborative
+  signal hardly enters the scores. Measured on TikTok with the authors'
+  training settings, ``'joint'`` loses validation recall for the first 20
+  epochs (patience stops it at its epoch-0 value), ``'parts'`` gains from
+  epoch 6 (``benchmarks/RESULTS.md``, "REARM against the authors' code").
 * Attention is :class:`ScalarTokenAttention`, the same function as their
   ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
   differently.
@@ -120,6 +131,7 @@ USER_HOMOGRAPHY = (USER, "homography", USER)
 
 KNN_WEIGHTINGS = ("similarity", "binary")
 CO_FILLS = ("none", "repeat")
+HOMOGRAPHY_NORMS = ("parts", "joint")
 META_GRADIENTS = ("frozen", "detach_input", "full")
 
 
@@ -168,6 +180,10 @@ class REARMConfig(ModelConfig):
             ``topk_sample`` does (short rows padded by repeating random kept
             nodes, rows without co-occurrence given the ``k`` most popular
             nodes; see :func:`~mmgraph.graph.cooccurrence_graph`).
+        homography_norm: L2 normalisation of the homography output
+            ``[id | T_1 F_1 | ... | T_N F_N]``: ``'parts'`` normalises each
+            ``d``-wide part, ``'joint'`` (the authors') the whole row, where
+            large raw features drown the ID part (module documentation).
         knn_weighting: ``'similarity'`` (the authors' ``get_knn_adj_mat``:
             cosine similarity of the kept neighbours divided by ``k``, self
             included) or ``'binary'`` (``1/k`` per kept neighbour, FREEDOM's
@@ -204,6 +220,7 @@ class REARMConfig(ModelConfig):
     i_mm_image_weight: float = 0.0
     co_weighting: str = "softmax"
     co_fill: str = "none"
+    homography_norm: str = "parts"
     knn_weighting: str = "similarity"
     modalities: tuple[str, ...] | None = None
     train_features: bool = True
@@ -228,6 +245,9 @@ class REARMConfig(ModelConfig):
         if self.co_weighting not in ("softmax", "count"):
             raise ValueError(f"co_weighting must be 'softmax' or 'count', "
                              f"got {self.co_weighting!r}")
+        if self.homography_norm not in HOMOGRAPHY_NORMS:
+            raise ValueError(f"homography_norm must be one of {HOMOGRAPHY_NORMS}, "
+                             f"got {self.homography_norm!r}")
         if self.co_fill not in CO_FILLS:
             raise ValueError(f"co_fill must be one of {CO_FILLS}, got {self.co_fill!r}")
         if self.co_fill == "repeat" and self.co_weighting != "softmax":
@@ -678,6 +698,13 @@ class REARM(Recommender):
         return self.user_pref[m] if self.user_pref is not None else getattr(self, f"_user_pref_{m}")
 
     # ---------------------------------------------------------------- forward
+    def _normalize(self, x: Tensor) -> Tensor:
+        """L2 rows of ``[id | modality parts]``: each ``d``-wide part or the whole row."""
+        if self.config.homography_norm == "joint":
+            return F.normalize(x, dim=-1)
+        n, d = x.size(0), self.config.embedding_dim
+        return F.normalize(x.view(n, -1, d), dim=-1).view(n, -1)
+
     def _attend(self, parts: list[Tensor]) -> list[Tensor]:
         """Self-attention per modality, then cross-modal attention."""
         mods = self.modalities
@@ -701,8 +728,8 @@ class REARM(Recommender):
                        + [self.item_proj[m](self._item_feature(m)) for m in mods], dim=-1)
         xu = torch.cat([self.user_emb.weight]
                        + [self.user_proj[m](self._user_preference(m)) for m in mods], dim=-1)
-        xi = F.normalize(self.ii_conv(xi, self.graph("ii")), dim=-1)
-        xu = F.normalize(self.uu_conv(xu, self.graph("uu")), dim=-1)
+        xi = self._normalize(self.ii_conv(xi, self.graph("ii")))
+        xu = self._normalize(self.uu_conv(xu, self.graph("uu")))
         item_parts = list(xi[:, d:].split(d, dim=-1))
         user_parts = list(xu[:, d:].split(d, dim=-1))
 
