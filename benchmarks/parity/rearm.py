@@ -384,7 +384,8 @@ def _print_graphs(g: dict) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--upstream", default=None, help="local checkout of github.com/MrShouxingMa/REARM")
+    p.add_argument("--upstream", default=None,
+                   help="local checkout of github.com/MrShouxingMa/REARM")
     p.add_argument("--data", default="synthetic:baby_small",
                    help="dataset folder or synthetic spec (default: %(default)s)")
     p.add_argument("--modalities", default=None,
