@@ -444,7 +444,8 @@ def main(argv=None) -> int:
     worst = max(big, key=lambda r: r["rel_norm"])
     print(f"one step, gradients of {len(step['grads'])} tensors, {len(big)} with ||grad|| >= "
           f"{ZERO_GRAD:g}: worst ||ours - upstream|| / ||upstream|| {worst['rel_norm']:.2e} "
-          f"({worst['name']}), worst max-element relative {max(r['max_rel'] for r in big):.2e}")
+          f"({worst['name']}, ||grad|| {worst['norm']:.1e}), median "
+          f"{sorted(r['rel_norm'] for r in big)[len(big) // 2]:.1e}")
     small = [r for r in step["grads"] if r["norm"] < ZERO_GRAD]
     if small:
         print(f"  {len(small)} with ||grad|| < {ZERO_GRAD:g}: largest element on either side "
