@@ -476,7 +476,7 @@ def neg_cosine(p: Tensor, z: Tensor) -> Tensor:
 
 
 def orthogonal_loss(a: Tensor, b: Tensor, center: bool = True, reduction: str = "mean",
-                    eps: float = 1e-6) -> Tensor:
+                    eps: float = 1e-6, detach_norm: bool = False) -> Tensor:
     r"""Difference (orthogonality) constraint between two ``[B, d]`` views (REARM).
 
     Columns are centred over the batch (``center=True``), rows are divided by
@@ -491,9 +491,7 @@ def orthogonal_loss(a: Tensor, b: Tensor, center: bool = True, reduction: str = 
     or the plain squared Frobenius norm with ``reduction='sum'``. It is 0 when
     the (centred, row-normalised) feature columns of ``a`` are orthogonal to
     those of ``b`` over the batch, and positive otherwise. Defaults follow
-    REARM's code (centring, mean of squared entries); REARM additionally
-    treats the row norms as constants in the backward pass, here they are
-    differentiated through.
+    REARM's code (centring, mean of squared entries).
 
     Args:
         a: ``[B, d_a]`` first view (e.g. modality-unique part of image).
@@ -501,6 +499,10 @@ def orthogonal_loss(a: Tensor, b: Tensor, center: bool = True, reduction: str = 
         center: subtract the batch mean of each column first.
         reduction: ``'mean'`` (over the ``d_a x d_b`` entries) or ``'sum'``.
         eps: added to the row norms.
+        detach_norm: treat the row norms
+            :math:`\lVert A - \bar A\rVert_{\text{row}}` as constants in the
+            backward pass (REARM's code: ``.detach()``); by default they are
+            differentiated through. The value is the same either way.
 
     Returns:
         scalar :math:`\ge 0`.
@@ -513,8 +515,12 @@ def orthogonal_loss(a: Tensor, b: Tensor, center: bool = True, reduction: str = 
     if center:
         a = a - a.mean(0, keepdim=True)
         b = b - b.mean(0, keepdim=True)
-    a = a / (torch.linalg.vector_norm(a, dim=1, keepdim=True) + eps)
-    b = b / (torch.linalg.vector_norm(b, dim=1, keepdim=True) + eps)
+    na = torch.linalg.vector_norm(a, dim=1, keepdim=True)
+    nb = torch.linalg.vector_norm(b, dim=1, keepdim=True)
+    if detach_norm:
+        na, nb = na.detach(), nb.detach()
+    a = a / (na + eps)
+    b = b / (nb + eps)
     c = (a.t() @ b).pow(2)
     return c.mean() if reduction == "mean" else c.sum()
 
@@ -595,10 +601,11 @@ class NegCosine(torch.nn.Module):
 class OrthogonalLoss(torch.nn.Module):
     """Module form of :func:`orthogonal_loss`."""
 
-    def __init__(self, center: bool = True, reduction: str = "mean"):
+    def __init__(self, center: bool = True, reduction: str = "mean", detach_norm: bool = False):
         super().__init__()
         self.center = center
         self.reduction = reduction
+        self.detach_norm = detach_norm
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return orthogonal_loss(a, b, self.center, self.reduction)
+        return orthogonal_loss(a, b, self.center, self.reduction, detach_norm=self.detach_norm)

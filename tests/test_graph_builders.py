@@ -292,6 +292,46 @@ def test_cooccurrence_hand_computed():
     assert ("user", "co_occurs", "user") in data.edge_types
 
 
+def test_cooccurrence_fill_repeat_is_rearms_topk_sample():
+    # items: i0 ~ {i1: 2, i2: 1}, i1 ~ {i0: 2, i2: 2}, i2 ~ {i1: 2, i0: 1}, i3: none;
+    # item degrees 2, 3, 2, 1
+    data = hand_data()
+    e = math.e
+    a = cooccurrence_graph(data, "item", k=3, fill="repeat", seed=0, store=False).to_dense()
+    # short rows: the same neighbours, one of the two repeated once more
+    assert a.sum(1).tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    assert (a[0, 1] / a[0, 2]).item() in (pytest.approx(2 * e), pytest.approx(e / 2))
+    assert (a[1, 0] / a[1, 2]).item() in (pytest.approx(2.0), pytest.approx(0.5))
+    assert a[0, 3] == 0 and a[1, 3] == 0 and a[0, 0] == 0
+    # the empty row: the 3 most interacted items (tie i0 / i2 -> i0), softmax(degree / sum)
+    w = torch.softmax(torch.tensor([2.0, 3.0, 2.0]) / 7, 0)
+    torch.testing.assert_close(a[3], torch.tensor([w[0], w[1], w[2], 0.0]))
+    # seeded: the same graph again, while fill='none' leaves the short rows as they were
+    again = cooccurrence_graph(data, "item", k=3, fill="repeat", seed=0, store=False, cache=False)
+    assert torch.equal(again.to_dense(), a)
+    plain = cooccurrence_graph(data, "item", k=3, store=False).to_dense()
+    torch.testing.assert_close(plain[0], torch.tensor([0, e / (e + 1), 1 / (e + 1), 0]))
+    assert plain[3].abs().sum() == 0
+    with pytest.raises(ValueError, match="softmax"):
+        cooccurrence_graph(data, "item", k=3, weighting="count", fill="repeat", store=False)
+    with pytest.raises(ValueError, match="fill"):
+        cooccurrence_graph(data, "item", k=3, fill="pad", store=False)
+
+
+def test_cooccurrence_fill_repeat_draws_uniformly():
+    from mmgraph.graph.cooccurrence import _fill_repeat
+    # 4000 rows with 3 of k = 8 nodes: 5 repeats each, uniform over the 3 kept
+    n, k = 4000, 8
+    counts = torch.zeros(n, k)
+    counts[:, :3] = torch.tensor([3.0, 2.0, 1.0])
+    idx = torch.arange(k).repeat(n, 1)
+    logits, _, mask = _fill_repeat(counts, idx, counts > 0, torch.ones(k), seed=1)
+    mult = (logits - counts).exp()[:, :3]                # 1 + repeats of each kept node
+    assert torch.equal(mask, counts > 0)
+    assert torch.allclose(mult.sum(1), torch.full((n,), float(k)))
+    assert (mult.mean(0) - (1 + 5 / 3)).abs().max() < 0.05
+
+
 @pytest.mark.parametrize("chunk", [1, 4, 9, None])
 def test_cooccurrence_equals_dense(chunk):
     ei = random_bipartite(12, 10, 50, seed=7)

@@ -253,6 +253,32 @@ def test_orthogonal_loss_gradient():
     assert torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0
 
 
+def test_orthogonal_loss_detach_norm_holds_row_norms_constant():
+    g = _gen(8)
+    a0 = torch.randn(10, 4, generator=g, dtype=torch.float64)
+    b0 = torch.randn(10, 3, generator=g, dtype=torch.float64)
+
+    def reference(a, b):
+        # REARM's form: centred rows divided by their norms taken as constants
+        a, b = a - a.mean(0), b - b.mean(0)
+        na, nb = a.norm(dim=1, keepdim=True).detach(), b.norm(dim=1, keepdim=True).detach()
+        return ((a / (na + 1e-6)).t() @ (b / (nb + 1e-6))).pow(2).mean()
+
+    grads = {}
+    for name, fn in (("detached", lambda a, b: orthogonal_loss(a, b, detach_norm=True)),
+                     ("reference", reference), ("through", orthogonal_loss)):
+        a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+        value = fn(a, b)
+        grads[name] = (value.item(), *torch.autograd.grad(value, (a, b)))
+    v, ga, gb = grads["detached"]
+    assert v == pytest.approx(grads["reference"][0], rel=1e-12)
+    assert v == pytest.approx(grads["through"][0], rel=1e-12)     # same value either way
+    assert torch.allclose(ga, grads["reference"][1], atol=1e-14)
+    assert torch.allclose(gb, grads["reference"][2], atol=1e-14)
+    # differentiating through the norms removes the radial component: another gradient
+    assert (ga - grads["through"][1]).norm() > 0.1 * ga.norm()
+
+
 # ------------------------------------------------------------------ pool InfoNCE
 def _pool_nce_reference(a, p, ids, tau, reduction="sum"):
     logits = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).t() / tau

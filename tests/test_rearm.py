@@ -112,6 +112,30 @@ def test_item_and_user_graph_mixes_equal_hand_computation():
         torch.testing.assert_close(back.to_dense(), adj.to_dense())
 
 
+def test_co_fill_repeat_mixes_the_authors_co_occurrence_rows():
+    # one more item without any user in common with the others: item 5 (user 4 only)
+    data, train, feats = _hand_data()
+    train = torch.cat([train, torch.tensor([[4], [5]])], 1)
+    feats = {m: np.concatenate([f, f[:1] + 0.5]) for m, f in feats.items()}
+    data = build_hetero(5, 6, train, features=feats)
+    base = dict(item_knn_k=3, user_knn_k=2, ii_co_weight=1.0, uu_co_weight=1.0)
+    ii_none, _ = build_homography_graphs(data, REARMConfig(**base), store=False)
+    ii_rep, _ = build_homography_graphs(data, REARMConfig(co_fill="repeat", **base), store=False)
+    a, b = ii_none.to_dense(), ii_rep.to_dense()
+    assert a[5].abs().sum() == 0
+    # item degrees 3, 3, 2, 2, 2, 1: the 3 most popular (ties to the lower id) are 0, 1, 2
+    w = torch.softmax(torch.tensor([3.0, 3.0, 2.0]) / 8, 0)
+    torch.testing.assert_close(b[5], torch.tensor([w[0], w[1], w[2], 0.0, 0.0, 0.0]))
+    # rows with k co-occurring items are untouched
+    full = (a > 0).sum(1) == 3
+    assert full.sum() >= 2
+    torch.testing.assert_close(a[full], b[full])
+    with pytest.raises(ValueError, match="co_fill"):
+        REARMConfig(co_fill="popular")
+    with pytest.raises(ValueError, match="softmax"):
+        REARMConfig(co_fill="repeat", co_weighting="count")
+
+
 def test_graph_mix_extremes_and_binary_knn():
     data, train, feats = _hand_data()
     # co-occurrence only / similarity only
@@ -159,6 +183,39 @@ def test_scalar_token_attention_equals_multihead_attention():
     assert att(q, kv).shape == (7, 12)
     full = ScalarTokenAttention(1.0).train()
     torch.testing.assert_close(full(q, kv), full.out_bias.expand(7, 12))
+
+
+@pytest.mark.parametrize("p", [0.0, 0.4])
+def test_scalar_token_attention_fused_gradients_equal_autograd(p):
+    # SDPA (p = 0) and the fused dropout kernel against softmax / dropout / bmm
+    # through autograd, float64, the same dropout mask (the kernel's one uniform
+    # draw, replayed)
+    torch.manual_seed(1)
+    att = ScalarTokenAttention(p).double().train()
+    with torch.no_grad():
+        att.in_bias.normal_()
+        att.out_bias.normal_()
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(9, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(9, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    w_out = torch.randn(9, 13, generator=g, dtype=torch.float64)
+    params = [x, y, *att.parameters()]
+    torch.manual_seed(5)
+    got = att(x, y)
+    g_got = torch.autograd.grad((got * w_out).sum(), params)
+    torch.manual_seed(5)
+    keep = torch.rand(9, 13, 13, dtype=torch.float64) >= p
+    w, b = att.in_weight, att.in_bias
+    q, k, v = x * w[0] + b[0], y * w[1] + b[1], y * w[2] + b[2]
+    a = torch.softmax(q.unsqueeze(2) * k.unsqueeze(1), -1) * keep / (1 - p)
+    want = torch.bmm(a, v.unsqueeze(2)).squeeze(2) * att.out_weight + att.out_bias
+    g_want = torch.autograd.grad((want * w_out).sum(), params)
+    assert (got - want).abs().max() < 1e-13
+    for name, a_, b_ in zip(["x", "y", "in_weight", "in_bias", "out_weight", "out_bias"],
+                            g_got, g_want):
+        assert (a_ - b_).abs().max() < 1e-12 * max(1.0, b_.abs().max().item()), name
+    if p > 0:
+        assert 0.5 < keep.double().mean() < 0.7           # the mask really drops weights
 
 
 def test_low_rank_meta_transform_matches_reference():
@@ -262,6 +319,34 @@ def test_orthogonality_term_zero_for_orthogonal_parts(small):
     assert 0 < some < same
 
 
+def test_orthogonality_gradient_holds_row_norms_constant(small):
+    # the authors' cal_diff_loss divides the centred rows by their .detach()ed norms
+    torch.manual_seed(0)
+    model = REARM(small, REARMConfig(diff_loss_weight=1.0, **SMALL))
+    d, U, I = 16, 300, 200
+    g = torch.Generator().manual_seed(4)
+    b = _batch(small)
+    fu0, fi0 = torch.randn(U, 2 * d, generator=g), torch.randn(I, 2 * d, generator=g)
+
+    def authors(x):
+        x = x - x.mean(0, keepdim=True)
+        return x / (x.norm(dim=1, keepdim=True).detach() + 1e-6)
+
+    def grads(fn):
+        fu, fi = fu0.clone().requires_grad_(), fi0.clone().requires_grad_()
+        value = fn(fu, fi)
+        return (value.item(), *torch.autograd.grad(value, (fu, fi)))
+
+    ours = grads(lambda fu, fi: model.loss(b, Embeddings(
+        torch.zeros(U, 3 * d), torch.zeros(I, 3 * d), {"feat_user": fu, "feat_item": fi}))["diff"])
+    ref = grads(lambda fu, fi: sum((authors(x[:, :d]).t() @ authors(x[:, d:])).pow(2).mean()
+                                   for x in (fu[b.users], fi[b.pos_items])))
+    assert ours[0] == pytest.approx(ref[0], rel=1e-5)
+    torch.testing.assert_close(ours[1], ref[1], rtol=1e-4, atol=1e-9)
+    torch.testing.assert_close(ours[2], ref[2], rtol=1e-4, atol=1e-9)
+    assert ours[1].abs().max() > 1e-4
+
+
 @pytest.mark.parametrize("meta_gradient", ["frozen", "detach_input", "full"])
 def test_every_parameter_gets_a_gradient(small, meta_gradient):
     torch.manual_seed(0)
@@ -285,6 +370,25 @@ def test_every_parameter_gets_a_gradient(small, meta_gradient):
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert frozen == ([n for n, _ in model.named_parameters() if ".compress." in n]
                       if meta_gradient == "frozen" else [])
+
+
+def test_homography_norm_parts_and_joint(small):
+    x = torch.randn(5, 3 * 16) * torch.tensor([0.1] * 16 + [30.0] * 16 + [1.0] * 16)
+    torch.manual_seed(0)
+    parts = REARM(small, REARMConfig(homography_norm="parts", **SMALL))
+    torch.manual_seed(0)
+    joint = REARM(small, REARMConfig(homography_norm="joint", **SMALL))
+    # 'parts': every d-wide part of a row has unit norm, whatever the raw scales
+    norms = parts._normalize(x).view(5, 3, 16).norm(dim=-1)
+    torch.testing.assert_close(norms, torch.ones(5, 3))
+    # 'joint' (the authors'): one norm per row, the large part takes nearly all of it
+    y = joint._normalize(x)
+    torch.testing.assert_close(y.norm(dim=-1), torch.ones(5))
+    assert (y.view(5, 3, 16).norm(dim=-1)[:, 0] < 0.01).all()
+    # same weights, other outputs
+    assert not torch.allclose(parts().user, joint().user)
+    with pytest.raises(ValueError, match="homography_norm"):
+        REARMConfig(homography_norm="rows")
 
 
 def test_fixed_features_option(small):

@@ -48,20 +48,23 @@ def _numpy_aliases() -> None:
 
 def _scipy_aliases() -> None:
     # scipy >= 1.12 removed dok_matrix._update (a dict update without checks),
-    # which MMRec's adjacency builders call
+    # which MMRec's and REARM's adjacency builders call
     try:
         import scipy.sparse as sp
     except ImportError:
         return
-    if not hasattr(sp.dok_matrix, "_update"):
+    for cls in (sp.dok_matrix, getattr(sp, "dok_array", None)):
+        if cls is None or hasattr(cls, "_update"):
+            continue
+
         def _update(self, entries):
             store = getattr(self, "_dict", None)
             if store is not None:
                 store.update(entries)
             else:
-                for k, v in entries.items():
-                    self[k] = v
-        sp.dok_matrix._update = _update
+                for key, value in entries.items():
+                    self[key] = value
+        cls._update = _update
 
 
 def _torch_scatter_shim() -> types.ModuleType:

@@ -13,6 +13,15 @@ weights them by
 * ``'softmax'``: a softmax over the kept counts of the row (DualGNN, REARM);
 * ``'count'``: the raw counts.
 
+Rows with fewer than ``k`` co-occurring nodes keep what they have
+(``fill='none'``), or are filled as REARM's code does (``fill='repeat'``, its
+``topk_sample``): a row with ``0 < n < k`` nodes is padded to ``k`` entries by
+repeating ``k - n`` of its nodes drawn uniformly at random, so node ``j``
+drawn ``r_j`` times gets the softmax weight of ``c_j + log(1 + r_j)``; a row
+without any co-occurrence gets the ``k`` nodes with the most training
+interactions (ties to the lower id) weighted by the softmax of their
+interaction counts divided by the counts' sum.
+
 The counts are computed block-wise, ``C[s:e] = (M\,M[s:e]^T)^T`` with one
 sparse-dense product per block (``M = R`` or ``R^T``), so memory is
 ``O(n x chunk)``: no dense ``n x n`` matrix.
@@ -41,6 +50,7 @@ from .sparse import SparseAdj
 
 SIDES = ("item", "user")
 WEIGHTINGS = ("softmax", "count")
+FILLS = ("none", "repeat")
 
 
 def cooccurrence_topk(edge_index: Tensor, num_users: int, num_items: int, side: str = "item",
@@ -90,16 +100,48 @@ def cooccurrence_topk(edge_index: Tensor, num_users: int, num_items: int, side: 
     return counts, indices, mask
 
 
+def _fill_repeat(counts: Tensor, idx: Tensor, mask: Tensor, degree: Tensor,
+                 seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``fill='repeat'`` (module docstring): ``(logits [n, k], idx [n, k], mask [n, k])``."""
+    n, k = counts.shape
+    logits = counts.clone()
+    kept = mask.sum(1)                                           # real entries come first
+    short = (kept > 0) & (kept < k)
+    if short.any():
+        g = torch.Generator(device=counts.device).manual_seed(seed)
+        draw = torch.rand(n, k, generator=g, device=counts.device)
+        pick = (draw * kept.unsqueeze(1)).long()                 # uniform over the row's nodes
+        pad = (torch.arange(k, device=counts.device) >= kept.unsqueeze(1)) & short.unsqueeze(1)
+        mult = torch.ones_like(counts).scatter_add_(1, pick, pad.to(counts.dtype))
+        logits = torch.where(mask, logits + mult.log(), logits)
+    empty = kept == 0
+    if empty.any():
+        top = torch.sort(-degree, stable=True).indices[:k]
+        d = degree[top].to(counts.dtype)
+        idx = torch.where(empty.unsqueeze(1), top.unsqueeze(0), idx)
+        logits = torch.where(empty.unsqueeze(1), (d / d.sum().clamp_min(1)).unsqueeze(0), logits)
+        mask = mask | empty.unsqueeze(1)
+    return logits, idx, mask
+
+
 def cooccurrence_graph_from_edges(edge_index: Tensor, num_users: int, num_items: int,
                                   side: str = "item", k: int = 10, weighting: str = "softmax",
-                                  *, chunk_size: Optional[int] = None,
+                                  *, fill: str = "none", seed: int = 0,
+                                  chunk_size: Optional[int] = None,
                                   backend: str = "auto") -> SparseAdj:
     """:func:`cooccurrence_graph` on an explicit ``[2, E]`` user-item edge list."""
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
+    if fill == "repeat" and weighting != "softmax":
+        raise ValueError("fill='repeat' (REARM's topk_sample) needs weighting='softmax'")
     counts, idx, mask = cooccurrence_topk(edge_index, num_users, num_items, side, k,
                                           chunk_size=chunk_size)
     n = num_items if side == "item" else num_users
+    if fill == "repeat" and counts.size(1) > 0:
+        degree = torch.bincount(edge_index[1 if side == "item" else 0], minlength=n)
+        counts, idx, mask = _fill_repeat(counts, idx, mask, degree, seed)
     if weighting == "softmax":
         w = counts.masked_fill(~mask, float("-inf")).softmax(dim=1)
     else:
@@ -112,6 +154,7 @@ def cooccurrence_graph_from_edges(edge_index: Tensor, num_users: int, num_items:
 
 def cooccurrence_graph(data: HeteroData, side: str = "item", k: int = 10,
                        weighting: str = "softmax", store: bool = True, *,
+                       fill: str = "none", seed: int = 0,
                        chunk_size: Optional[int] = None, cache: bool = True,
                        backend: str = "auto") -> SparseAdj:
     r"""Item-item (``side='item'``) or user-user (``side='user'``) co-occurrence graph.
@@ -119,16 +162,19 @@ def cooccurrence_graph(data: HeteroData, side: str = "item", k: int = 10,
     Counts come from the training interactions; each row keeps its top-``k``
     co-occurring nodes (self excluded, positive counts only, lower id wins
     ties), weighted by ``'softmax'`` over the kept counts or raw ``'count'``.
-    Stored (``store=True``) as edge type ``(side, 'co_occurs', side)`` with
-    ``edge_index`` (row = node, column = neighbour) and ``edge_weight``.
+    ``fill='repeat'`` fills short and empty rows as REARM's code does (module
+    docstring; ``seed`` seeds its draws). Stored (``store=True``) as edge type
+    ``(side, 'co_occurs', side)`` with ``edge_index`` (row = node, column =
+    neighbour) and ``edge_weight``.
     """
     if side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     ei = split_edge_index(data, "train")
     u, i = num_users(data), num_items(data)
-    adj = cached(data, ("cooccurrence", side, k, weighting, backend), (ei,),
-                 lambda: cooccurrence_graph_from_edges(ei, u, i, side, k, weighting,
-                                                       chunk_size=chunk_size, backend=backend),
+    adj = cached(data, ("cooccurrence", side, k, weighting, fill, seed, backend), (ei,),
+                 lambda: cooccurrence_graph_from_edges(ei, u, i, side, k, weighting, fill=fill,
+                                                       seed=seed, chunk_size=chunk_size,
+                                                       backend=backend),
                  cache)
     if store:
         et = (side, "co_occurs", side)

@@ -26,8 +26,9 @@ modalities, width ``d``):
 2. **Homography propagation**: ``X_I = normalize(S_I^{L_I} [E_I | T_1 F_1 | ... | T_N F_N])``
    with item ID embeddings ``E_I`` ``[I, d]``, (trainable) item features
    ``F_m`` ``[I, dim_m]`` projected by ``T_m``; the same for users over
-   ``S_U`` with the trainable interest profiles. Rows are L2-normalised over
-   the whole ``(1 + N) d`` concatenation (as the authors do).
+   ``S_U`` with the trainable interest profiles. Each ``d``-wide part of a
+   row is L2-normalised (``homography_norm='parts'``); the authors normalise
+   the whole ``(1 + N) d`` row (``'joint'``).
 
 3. **Attention on item modality features** (each of the ``d`` coordinates is
    a one-dimensional token, :class:`ScalarTokenAttention`):
@@ -53,8 +54,9 @@ Loss: BPR (:func:`~mmgraph.losses.bpr_loss`)
 + ``cl_loss_weight`` x InfoNCE (:func:`~mmgraph.losses.info_nce`, temperature
 ``cl_tmp``) between every pair of modality parts ``h_m, h_m'`` of the batch's
 unique users and of its unique (positive and negative) items
-+ ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`)
-between every pair of modality parts of the batch's users and positive items.
++ ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`,
+row norms held constant in the backward pass as the authors do) between every
+pair of modality parts of the batch's users and positive items.
 The authors' L2 regularisation is AdamW's decoupled weight decay
 (``optimizer='adamw'``, ``weight_decay=5e-4``), carried by
 :attr:`REARM.train_defaults` like their learning rate ``5e-5``.
@@ -79,13 +81,25 @@ Differences from the authors' code (github.com/MrShouxingMa/REARM)
 * Co-occurrence rows keep only nodes with a positive count (at most ``k``,
   ties to the lower id, :func:`~mmgraph.graph.cooccurrence_graph`); the
   authors pad short rows to ``k`` by repeating random kept neighbours
-  (which doubles their softmax mass) and give nodes without co-occurrence the
-  ``k`` most popular nodes.
-* :func:`~mmgraph.losses.orthogonal_loss` differentiates through the row
-  norms; the authors treat them as constants (``.detach()``).
+  (a random re-weighting of the row) and give nodes without co-occurrence
+  the ``k`` most popular nodes: ``co_fill='repeat'`` does the same (with
+  other random draws).
+* The homography output is normalised part by part
+  (``homography_norm='parts'``); the authors normalise the whole row
+  (``'joint'``), so the projected raw features set the share of the ID part:
+  with TikTok's image features (row norm 33) it is 3% of the row, and after
+  the user-item propagation the ID term of the output is ~1000x smaller than
+  the modality terms (0.002 against 1-3 at initialisation): the collaborative
+  signal hardly enters the scores. Measured on TikTok with the authors'
+  training settings, ``'joint'`` loses validation recall for the first 20
+  epochs (patience stops it at its epoch-0 value), ``'parts'`` gains from
+  epoch 6 (``benchmarks/RESULTS.md``, "REARM against the authors' code").
 * Attention is :class:`ScalarTokenAttention`, the same function as their
   ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
   differently.
+
+``benchmarks/parity/rearm.py`` runs the authors' code beside this model on
+identical weights, data and batches (results in ``benchmarks/RESULTS.md``).
 * Negatives are sampled among the items the user has not interacted with in
   *training* (MMRec protocol, :class:`~mmgraph.sampling.NegativeSampler`);
   the authors also exclude the user's validation and test items.
@@ -116,6 +130,8 @@ ITEM_HOMOGRAPHY = (ITEM, "homography", ITEM)
 USER_HOMOGRAPHY = (USER, "homography", USER)
 
 KNN_WEIGHTINGS = ("similarity", "binary")
+CO_FILLS = ("none", "repeat")
+HOMOGRAPHY_NORMS = ("parts", "joint")
 META_GRADIENTS = ("frozen", "detach_input", "full")
 
 
@@ -159,6 +175,15 @@ class REARMConfig(ModelConfig):
         i_mm_image_weight: the same for the item modality graphs [0].
         co_weighting: co-occurrence edge weights, ``'softmax'`` over the kept
             counts [user_aggr_mode 'softmax'] or raw ``'count'``.
+        co_fill: co-occurrence rows with fewer than ``k`` nodes: ``'none'``
+            keeps what they have; ``'repeat'`` fills them as the authors'
+            ``topk_sample`` does (short rows padded by repeating random kept
+            nodes, rows without co-occurrence given the ``k`` most popular
+            nodes; see :func:`~mmgraph.graph.cooccurrence_graph`).
+        homography_norm: L2 normalisation of the homography output
+            ``[id | T_1 F_1 | ... | T_N F_N]``: ``'parts'`` normalises each
+            ``d``-wide part, ``'joint'`` (the authors') the whole row, where
+            large raw features drown the ID part (module documentation).
         knn_weighting: ``'similarity'`` (the authors' ``get_knn_adj_mat``:
             cosine similarity of the kept neighbours divided by ``k``, self
             included) or ``'binary'`` (``1/k`` per kept neighbour, FREEDOM's
@@ -194,6 +219,8 @@ class REARMConfig(ModelConfig):
     u_mm_image_weight: float = 0.2
     i_mm_image_weight: float = 0.0
     co_weighting: str = "softmax"
+    co_fill: str = "none"
+    homography_norm: str = "parts"
     knn_weighting: str = "similarity"
     modalities: tuple[str, ...] | None = None
     train_features: bool = True
@@ -218,6 +245,14 @@ class REARMConfig(ModelConfig):
         if self.co_weighting not in ("softmax", "count"):
             raise ValueError(f"co_weighting must be 'softmax' or 'count', "
                              f"got {self.co_weighting!r}")
+        if self.homography_norm not in HOMOGRAPHY_NORMS:
+            raise ValueError(f"homography_norm must be one of {HOMOGRAPHY_NORMS}, "
+                             f"got {self.homography_norm!r}")
+        if self.co_fill not in CO_FILLS:
+            raise ValueError(f"co_fill must be one of {CO_FILLS}, got {self.co_fill!r}")
+        if self.co_fill == "repeat" and self.co_weighting != "softmax":
+            raise ValueError("co_fill='repeat' (the authors' topk_sample) needs "
+                             "co_weighting='softmax'")
         if self.knn_weighting not in KNN_WEIGHTINGS:
             raise ValueError(f"knn_weighting must be one of {KNN_WEIGHTINGS}, "
                              f"got {self.knn_weighting!r}")
@@ -228,6 +263,58 @@ class REARMConfig(ModelConfig):
 
 
 # --------------------------------------------------------------------------- blocks
+
+class _ScalarAttentionDropout(torch.autograd.Function):
+    r"""``o_i = sum_j dropout_p(softmax_j(q_i k_j)) v_j`` row by row, fused.
+
+    ``q, k, v`` are ``[n, d]``, ``0 < p < 1``. The row maximum of
+    ``q_i k_j`` is ``q_i max_j k_j`` or ``q_i min_j k_j`` (no pass over the
+    ``[n, d, d]`` scores); the weights stay unnormalised
+    (``e_ij = exp(q_i k_j - m_i)``, their row sums ``Z_i`` divide ``[n, d]``
+    results); a weight is kept when a uniform draw is ``>= p`` and scaled by
+    ``s = 1 / (1 - p)``. With ``A = e / Z``, ``Ã = s A ∘ keep``,
+    ``g = dL/do`` and ``dL/dS_ij = A_ij g_i (s\,keep_ij v_j - o_i)`` the
+    gradient is closed-form,
+
+    .. math::
+        \frac{\partial L}{\partial q_i} = g_i\Big(\sum_j \tilde A_{ij} v_j k_j
+            - o_i \sum_j A_{ij} k_j\Big),\quad
+        \frac{\partial L}{\partial k_j} = v_j \sum_i \tilde A_{ij} g_i q_i
+            - \sum_i A_{ij} g_i q_i o_i,\quad
+        \frac{\partial L}{\partial v_j} = \sum_i \tilde A_{ij} g_i :
+
+    batched products with ``[n, d, <=2]`` right-hand sides instead of
+    autograd's passes over the scores, the softmax and the mask. Saved: ``e``
+    and ``e ∘ keep`` (``[n, d, d]`` each).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, p: float) -> Tensor:
+        row_max = torch.where(q >= 0, q * k.amax(1, keepdim=True), q * k.amin(1, keepdim=True))
+        e = torch.mul(q.unsqueeze(2), k.unsqueeze(1))                   # [n, d, d]
+        e.sub_(row_max.unsqueeze(2)).exp_()
+        z = e.sum(2)                                                     # [n, d]
+        # rand >= p is cheaper on CPU than bernoulli_ (what F.dropout uses)
+        ek = torch.rand_like(e).ge_(p).mul_(e)
+        s = 1.0 / (1.0 - p)
+        o = torch.bmm(ek, v.unsqueeze(2)).squeeze(2) * (s / z)
+        ctx.save_for_backward(q, k, v, e, ek, z, o)
+        ctx.s = s
+        return o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        q, k, v, e, ek, z, o = ctx.saved_tensors
+        s = ctx.s
+        gz = g / z                                                       # rows of A = e / Z
+        r1 = torch.bmm(ek, (v * k).unsqueeze(2)).squeeze(2)
+        r2 = torch.bmm(e, k.unsqueeze(2)).squeeze(2)
+        gq = gz * (s * r1 - o * r2)
+        c1 = torch.bmm(ek.transpose(1, 2), torch.stack([gz, gz * q], 2))
+        c2 = torch.bmm(e.transpose(1, 2), (gz * q * o).unsqueeze(2)).squeeze(2)
+        return gq, s * v * c1[..., 1] - c2, s * c1[..., 0], None
+
 
 class ScalarTokenAttention(nn.Module):
     r"""Attention over the coordinates of a vector, each a one-dimensional token.
@@ -243,8 +330,12 @@ class ScalarTokenAttention(nn.Module):
 
     with six scalars and two output scalars, i.e. exactly
     ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
-    applied to ``x.unsqueeze(-1)`` (REARM's modality attention), computed
-    through :func:`torch.nn.functional.scaled_dot_product_attention`.
+    applied to ``x.unsqueeze(-1)`` (REARM's modality attention). Without
+    dropout (evaluation, or ``dropout=0``) computed by
+    :func:`torch.nn.functional.scaled_dot_product_attention` on
+    ``[n, 1, d, 1]`` (its fused kernel); with dropout by
+    :class:`_ScalarAttentionDropout` (closed-form gradients, two ``[n, d, d]``
+    buffers), which SDPA's fused kernels do not cover on CPU.
     Memory and time are ``O(n d^2)``.
 
     Args:
@@ -295,18 +386,19 @@ class ScalarTokenAttention(nn.Module):
         p = self.dropout if self.training else 0.0
         if p >= 1.0:
             return self.out_bias.expand_as(query)
+        if query.dtype in (torch.float16, torch.bfloat16):   # the kernel runs in float32
+            query, key_value = query.float(), key_value.float()
         w, b = self.in_weight, self.in_bias
         q = query * w[0] + b[0]
         k = key_value * w[1] + b[1]
         v = key_value * w[2] + b[2]
-        # [n, d, d] weights; an outer product is cheaper than a batched GEMM
-        # with inner size 1, and drawing the dropout mask with rand_like is
-        # cheaper on CPU than bernoulli_ (what F.dropout / SDPA use)
-        att = torch.softmax(q.unsqueeze(2) * k.unsqueeze(1), dim=-1)
         if p > 0.0:
-            att = att * (torch.rand_like(att) >= p)
-            v = v * (1.0 / (1.0 - p))
-        o = torch.bmm(att, v.unsqueeze(2)).squeeze(2)
+            o = _ScalarAttentionDropout.apply(q, k, v, p)
+        else:
+            # [n, 1 head, d tokens, 1]: PyTorch's fused (flash) CPU/GPU kernel
+            n, d = q.shape
+            o = F.scaled_dot_product_attention(q.view(n, 1, d, 1), k.view(n, 1, d, 1),
+                                               v.view(n, 1, d, 1), scale=1.0).view(n, d)
         return o * self.out_weight + self.out_bias
 
     def extra_repr(self) -> str:
@@ -465,6 +557,7 @@ def build_homography_graphs(data: HeteroData, config: REARMConfig,
                                   config.u_mm_image_weight)):
         n = int(data[side].num_nodes)
         co = cooccurrence_graph(data, side=side, k=k, weighting=config.co_weighting,
+                                fill=config.co_fill,
                                 store=store) if co_w > 0 else None
         sim_w = modality_mix_weights(mods, img_w)
         sims = {}
@@ -605,6 +698,13 @@ class REARM(Recommender):
         return self.user_pref[m] if self.user_pref is not None else getattr(self, f"_user_pref_{m}")
 
     # ---------------------------------------------------------------- forward
+    def _normalize(self, x: Tensor) -> Tensor:
+        """L2 rows of ``[id | modality parts]``: each ``d``-wide part or the whole row."""
+        if self.config.homography_norm == "joint":
+            return F.normalize(x, dim=-1)
+        n, d = x.size(0), self.config.embedding_dim
+        return F.normalize(x.view(n, -1, d), dim=-1).view(n, -1)
+
     def _attend(self, parts: list[Tensor]) -> list[Tensor]:
         """Self-attention per modality, then cross-modal attention."""
         mods = self.modalities
@@ -628,8 +728,8 @@ class REARM(Recommender):
                        + [self.item_proj[m](self._item_feature(m)) for m in mods], dim=-1)
         xu = torch.cat([self.user_emb.weight]
                        + [self.user_proj[m](self._user_preference(m)) for m in mods], dim=-1)
-        xi = F.normalize(self.ii_conv(xi, self.graph("ii")), dim=-1)
-        xu = F.normalize(self.uu_conv(xu, self.graph("uu")), dim=-1)
+        xi = self._normalize(self.ii_conv(xi, self.graph("ii")))
+        xu = self._normalize(self.uu_conv(xu, self.graph("uu")))
         item_parts = list(xi[:, d:].split(d, dim=-1))
         user_parts = list(xu[:, d:].split(d, dim=-1))
 
@@ -684,8 +784,11 @@ class REARM(Recommender):
             terms["cl"] = cfg.cl_loss_weight * cl
             # orthogonality of modality-unique parts: the batch's users and positives
             fu_o, fi_o = fu[users], fi[pos]
-            diff = sum(orthogonal_loss(fu_o[:, a * d:(a + 1) * d], fu_o[:, b * d:(b + 1) * d])
-                       + orthogonal_loss(fi_o[:, a * d:(a + 1) * d], fi_o[:, b * d:(b + 1) * d])
+            # the row norms are constants in the backward pass (the authors' .detach())
+            diff = sum(orthogonal_loss(fu_o[:, a * d:(a + 1) * d], fu_o[:, b * d:(b + 1) * d],
+                                       detach_norm=True)
+                       + orthogonal_loss(fi_o[:, a * d:(a + 1) * d], fi_o[:, b * d:(b + 1) * d],
+                                         detach_norm=True)
                        for a, b in pairs)
             terms["diff"] = cfg.diff_loss_weight * diff
         if cfg.reg_weight > 0:
