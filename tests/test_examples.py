@@ -93,3 +93,32 @@ def test_mambarec_example_schedules(tmp_path, tiny, capsys, monkeypatch):
     assert seen["mambarec"] == (1000, 5, 1500)
     with pytest.raises(ValueError, match="unknown model"):
         mod.main(["--fast", "--models", "mambarec,nope", "--out", str(tmp_path / "o")])
+
+
+def test_mambarec_example_default_models(tmp_path, monkeypatch, capsys):
+    """--fast trains MambaRec and LightGCN (FREEDOM on request), the full run all three;
+    runs write a checkpoint every 10 epochs (the example replaces its runs anyway)."""
+    from mmgraph.data import synthetic_dataset
+    mod = _load("mambarec_baby")
+    orig_train = mod.train_one
+    calls = []
+
+    def fake_train(name, data, spec, a, out):
+        calls.append(name)
+        m = {c: 0.1 for c in mod.COLUMNS}
+        return {"best_epoch": 1, "epochs_run": 3, "valid": m, "test": m, "seconds_per_epoch": 1.0,
+                "converged": True, "history": [{"epoch": 0, "loss": 1.0, "valid": m}]}
+    monkeypatch.setattr(mod, "train_one", fake_train)
+    monkeypatch.setattr(mod, "dataset_or_synthetic", lambda d, f: (synthetic_dataset("tiny"), f))
+    assert mod.main(["--fast", "--no-progress", "--out", str(tmp_path / "a")]) == 0
+    assert calls == ["mambarec", "lightgcn"]
+    calls.clear()
+    assert mod.main(["--no-progress", "--out", str(tmp_path / "b")]) == 0
+    assert calls == ["mambarec", "lightgcn", "freedom"]
+    seen = {}
+    monkeypatch.setattr(mod.Trainer, "fit", lambda self: seen.update(
+        every=self.config.checkpoint_every) or (_ for _ in ()).throw(SystemExit(0)))
+    monkeypatch.setattr(mod, "train_one", orig_train)
+    with pytest.raises(SystemExit):
+        mod.main(["--fast", "--models", "lightgcn", "--no-progress", "--out", str(tmp_path / "c")])
+    assert seen["every"] == 10

@@ -431,12 +431,46 @@ def test_ctrl_c_in_the_first_epoch_says_so(tmp_path):
     assert child.returncode == 130, err
     assert epochs_logged(out) == 0, "the first epoch finished before the signal"
     assert "epoch -1" not in err
-    assert (f"interrupted before the first epoch finished: nothing to resume in {out}; start "
+    assert (f"interrupted before the first checkpoint was written: nothing to resume in {out}; start "
             f"again with --overwrite") in err
     res = _strict((out / "results.json").read_text())            # strict: NaN timings are null
     assert res["interrupted"] is True and res["epochs_run"] == 0
     assert res["seconds_per_epoch"] is None and res["best_epoch"] == -1
     assert not (out / "checkpoint.pt").exists()
+
+
+def test_checkpoint_every_writes_fewer_and_resumes_to_the_same_result(tiny, tmp_path,
+                                                                     monkeypatch, capsys):
+    full = _fit(tiny, tmp_path / "full", epochs=7)
+    orig = Trainer._train_epoch
+
+    def stop_at_5(self, epoch, loader, opt):
+        if epoch == 5:
+            raise KeyboardInterrupt
+        return orig(self, epoch, loader, opt)
+
+    part = tmp_path / "part"
+    monkeypatch.setattr(Trainer, "_train_epoch", stop_at_5)
+    res = _fit(tiny, part, epochs=7, checkpoint_every=3)
+    assert res.interrupted and res.epochs_run == 5
+    # epochs 0-4 ran; checkpoints after epochs 2 (every 3rd) only
+    assert load_checkpoint(part / "checkpoint.pt")["trainer_state"]["epoch"] == 2
+    assert not (part / "checkpoint.prev.pt").exists()
+    assert f"interrupted: the checkpoint of epoch 2 is in {part / 'checkpoint.pt'}" \
+        in capsys.readouterr().err
+    monkeypatch.setattr(Trainer, "_train_epoch", orig)
+    # resume repeats epochs 3-4 and equals the run that wrote a checkpoint every epoch
+    res = _fit(tiny, part, epochs=7, checkpoint_every=3, resume=True)
+    assert [h["loss"] for h in res.history] == [h["loss"] for h in full.history]
+    assert res.test == full.test and res.best_epoch == full.best_epoch
+    assert len((part / "metrics.jsonl").read_text().splitlines()) == 7
+    # the last epoch is always checkpointed (6 is not a multiple of 3)
+    assert load_checkpoint(part / "checkpoint.pt")["trainer_state"]["epoch"] == 6
+    best = torch.load(part / "best_model.pt", weights_only=True)["model_state"]
+    ref = torch.load(tmp_path / "full" / "best_model.pt", weights_only=True)["model_state"]
+    assert all(torch.equal(best[k], ref[k]) for k in ref)
+    with pytest.raises(ValueError, match="checkpoint_every must be >= 1"):
+        TrainConfig(checkpoint_every=0)
 
 
 # ----------------------------------------------------------------- what metrics.jsonl records

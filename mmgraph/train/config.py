@@ -72,6 +72,14 @@ class TrainConfig:
             ``map`` and ``K`` one of ``ks``.
         ks: cut-offs reported by the evaluator.
         eval_every: evaluate every this many epochs.
+        checkpoint_every: write ``checkpoint.pt`` every this many epochs (1)
+            and at the last epoch. ``metrics.jsonl`` (every epoch) and
+            ``best_model.pt`` (on every improvement) are written regardless;
+            an interrupted run resumes from the newest checkpoint, repeating
+            the epochs after it (to the same result on CPU). More
+            than 1 saves the write (model, optimizer state, best weights)
+            where it is a large share of an epoch: small data, large
+            trainable feature tables.
         eval_batch_size: users per evaluation batch.
         seed: fixes every random choice on CPU (999).
         device: where to train: ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` (the N-th GPU).
@@ -114,6 +122,7 @@ class TrainConfig:
     valid_metric: str = "recall@20"
     ks: tuple[int, ...] = (10, 20)
     eval_every: int = 1
+    checkpoint_every: int = 1
     eval_batch_size: int = 4096
     seed: int = 999
     device: str = "cpu"
@@ -133,8 +142,8 @@ class TrainConfig:
                 *head, last = map(repr, allowed)
                 raise ValueError(f"{name} must be {', '.join(head)} or {last}, "
                                  f"got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "eval_batch_size",
-                     "patience"):
+        for name in ("epochs", "batch_size", "lr_decay_every", "eval_every", "checkpoint_every",
+                     "eval_batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.threads is not None and self.threads < 1:
@@ -164,7 +173,7 @@ class TrainConfig:
 
 #: Fields that may change between a run and its resumption.
 RESUMABLE_CHANGES = ("epochs", "device", "out_dir", "resume", "overwrite", "progress",
-                     "eval_batch_size", "tune_malloc", "threads")
+                     "eval_batch_size", "tune_malloc", "threads", "checkpoint_every")
 
 
 def _field_types(cls) -> dict[str, Any]:

@@ -376,6 +376,9 @@ class Trainer:
             del ckpt
             if run is not None:
                 run.reset_metrics(state["history"])
+                if best_state is not None and cfg.checkpoint_every > 1:
+                    # best_model.pt may hold an epoch after the checkpoint's
+                    self._save_best(best_state, data_sig)
         elif run is not None:
             run.reset_metrics()
         if run is not None:
@@ -383,6 +386,7 @@ class Trainer:
 
         interrupted = False
         start = state["epoch"] + 1
+        saved_epoch = state["epoch"]            # the epoch of the newest checkpoint.pt
         bar = tqdm(total=self._epoch_bound(state), initial=start, unit="epoch",
                    desc=f"{model.name or type(model).__name__}",
                    disable=not (cfg.progress and self.is_main))
@@ -415,8 +419,10 @@ class Trainer:
                     state["epoch"] = epoch
                     state["history"].append(row)
                     self._log(row)
-                    if run is not None:
+                    last = epoch + 1 == cfg.epochs or state["bad"] >= cfg.patience
+                    if run is not None and ((epoch + 1) % cfg.checkpoint_every == 0 or last):
                         self._save(model, opt, sched, gen, state, best_state, data_sig)
+                        saved_epoch = epoch
                 bar.total = self._epoch_bound(state)
                 bar.update(1)
                 bar.set_postfix(loss=f"{row['loss']:.4f}",
@@ -426,14 +432,14 @@ class Trainer:
                                 patience=f"{state['bad']}/{cfg.patience}")
         except KeyboardInterrupt:
             interrupted = True
-            self._say(self._interrupt_message(state))
+            self._say(self._interrupt_message(state, saved_epoch))
         except TrainingDiverged as err:
             self._release_ddp()
             if best_state is not None:
                 model.load_state_dict(best_state)
             if run is not None:
                 err.args = (f"{err.args[0]}; nothing of that epoch was saved: {self.out_dir} keeps "
-                            + (f"the checkpoint of epoch {state['epoch']}" if state["epoch"] >= 0
+                            + (f"the checkpoint of epoch {saved_epoch}" if saved_epoch >= 0
                                else "no checkpoint")
                             + (f" and the best model (epoch {state['best_epoch']})"
                                if best_state is not None else "")
@@ -473,16 +479,16 @@ class Trainer:
             left += cfg.eval_every
         return min(cfg.epochs, state["epoch"] + 1 + left)
 
-    def _interrupt_message(self, state: dict[str, Any]) -> str:
+    def _interrupt_message(self, state: dict[str, Any], saved_epoch: int) -> str:
         """What an interrupt kept, and how to continue (true for this run)."""
         if self.out_dir is None:
             return "\ninterrupted: no out_dir, nothing was saved"
-        if state["epoch"] < 0:
-            return (f"\ninterrupted before the first epoch finished: nothing to resume in "
+        if saved_epoch < 0:
+            return (f"\ninterrupted before the first checkpoint was written: nothing to resume in "
                     f"{self.out_dir}; start again with --overwrite (overwrite=True)")
         best = (f"; results of the best epoch so far ({state['best_epoch']}) in "
                 f"{self.out_dir / 'results.json'}" if state["best_epoch"] >= 0 else "")
-        return (f"\ninterrupted: the checkpoint of epoch {state['epoch']} is in "
+        return (f"\ninterrupted: the checkpoint of epoch {saved_epoch} is in "
                 f"{self.out_dir / 'checkpoint.pt'}{best}; continue with --resume (resume=True)")
 
     def _train_epoch(self, epoch: int, loader, opt) -> dict[str, Any]:
