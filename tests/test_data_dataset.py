@@ -68,6 +68,43 @@ def test_cache_invalidated_when_a_raw_file_changes(tmp_path, no_env):
     assert MultimodalRecDataset(path, force_reload=True).from_cache is False
 
 
+def test_processing_leaves_other_writers_files_alone(tmp_path, no_env):
+    """Processes sharing a cache: one's clean-up of stale versions must not delete another's
+    write in flight (its ``*.tmp``), and PyG's in-place pre_transform.pt is not written."""
+    path = tmp_path / "d"
+    write_mmrec(toy(), path, "toy")
+    ds = MultimodalRecDataset(path)
+    proc = path / "processed"
+    stem = ds.processed_file_names[0]
+    live = proc / f"{stem}.abc123.tmp"                 # another process is writing this
+    dead = proc / f"{stem}.def456.tmp"                 # a writer killed a day ago
+    stale = proc / stem.replace(stem.rsplit("-", 1)[1], "0" * 12)
+    for f in (live, dead, stale):
+        f.write_bytes(b"x")
+    old = time.time() - 86400
+    os.utime(dead, (old, old))
+    again = MultimodalRecDataset(path, force_reload=True)
+    assert not again.from_cache
+    assert live.exists() and not dead.exists() and not stale.exists()
+    assert not list(proc.glob("pre_*.pt"))
+
+
+def test_concurrent_first_loads_all_succeed(tmp_path, no_env):
+    import subprocess
+    import sys
+    write_mmrec(toy(), tmp_path / "d", "toy")
+    code = ("import sys; from mmgraph.datasets import MultimodalRecDataset as D; "
+            "print(D(sys.argv[1])[0]['item'].num_nodes)")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "d")], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "5", err
+    assert MultimodalRecDataset(tmp_path / "d").from_cache
+
+
 def test_read_only_folder_uses_user_cache(tmp_path, no_env):
     path = tmp_path / "ro"
     write_mmrec(toy(), path, "toy")

@@ -30,13 +30,16 @@ import hashlib
 import json
 import os
 import stat
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
+from torch_geometric.data.dataset import files_exist
 
 from .layouts import READERS, _check_layout, detect_layout, layout_files, reader_options
 
@@ -46,6 +49,7 @@ __all__ = ["CACHE_ENV", "MultimodalRecDataset", "default_processed_dir", "raw_si
 CACHE_ENV = "MMGRAPH_CACHE"
 _FORMAT = 1          # bump when the processed content changes for the same raw files
 _SAMPLE = 1 << 20    # bytes hashed at each end of a raw file
+_STALE_TMP_S = 6 * 3600   # a processed-file write older than this was killed mid-way
 
 
 def _folder_slug(root: Path) -> str:
@@ -215,8 +219,15 @@ class MultimodalRecDataset(InMemoryDataset):
         return [stem + ".pt", stem + ".json"]
 
     def _process(self) -> None:
-        if not self._no_cache:
-            super()._process()
+        # PyG's version also writes pre_transform.pt / pre_filter.pt in place (not
+        # atomically), which processes sharing the cache would race on; this class
+        # takes no pre_transform, so the processed files alone say what is cached
+        if self._no_cache or (not self.force_reload and files_exist(self.processed_paths)):
+            return
+        if self.log and "PYTEST_CURRENT_TEST" not in os.environ:
+            print(f"Processing {self._folder} into {self.processed_dir} ...", file=sys.stderr)
+        Path(self.processed_dir).mkdir(parents=True, exist_ok=True)
+        self.process()
 
     def download(self) -> None:  # raw files are the user's: nothing to download
         raise FileNotFoundError(f"{self._folder}: raw files missing: {self.raw_file_names}")
@@ -239,13 +250,16 @@ class MultimodalRecDataset(InMemoryDataset):
                 "warnings": self.warnings, "format": _FORMAT}
         _atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1,
                                                                         default=repr)))
-        # older versions of the same dataset and options are stale now
+        # older versions of the same dataset and options are stale now; another
+        # process's write in flight (``*.tmp``) is its own, unless hours old (killed)
         for old in Path(self.processed_dir).glob(f"{self.layout}-{self._opt_key}-*"):
-            if old.name not in (pt.name, meta.name):
-                try:
-                    old.unlink()
-                except OSError:
-                    pass
+            try:
+                if old.name in (pt.name, meta.name) or (
+                        old.suffix == ".tmp" and time.time() - old.stat().st_mtime < _STALE_TMP_S):
+                    continue
+                old.unlink()
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._folder}, layout={self.layout!r})"
