@@ -1,13 +1,12 @@
-"""BM3, VBPR, FREEDOM and LATTICE: shapes, gradients, learning, checkpoints, and
-parity of their graphs and losses with dense re-computations of the MMRec forms."""
-import io
+"""BM3, VBPR, FREEDOM and LATTICE: parity of their graphs and losses with dense
+re-computations of the MMRec forms, and their options (the contract every model keeps
+is in test_models_contract.py)."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmgraph.data.hetero import build_hetero
-from mmgraph.models.base import MODELS
 from mmgraph.models.bm3 import BM3, BM3Config
 from mmgraph.models.freedom import FREEDOM, FREEDOMConfig, freedom_modality_weights
 from mmgraph.models.lattice import LATTICE, LATTICEConfig, mean_bipartite_adjacency
@@ -69,95 +68,6 @@ def _dense_sym(adj):
 
 
 # ----------------------------------------------------------------------------- contract
-
-def test_registered():
-    for cls in MODEL_CLASSES:
-        assert MODELS[cls.name] is cls
-    assert BM3.uses_negatives is False
-    assert all(c.uses_negatives for c in (VBPR, FREEDOM, LATTICE))
-
-
-@pytest.mark.parametrize("cls", MODEL_CLASSES, ids=lambda c: c.name)
-def test_forward_shapes_and_scores(cls, tiny):
-    torch.manual_seed(0)
-    model = cls(tiny)
-    U, I = tiny["user"].num_nodes, tiny["item"].num_nodes
-    d = 2 * 64 if cls is VBPR else 64
-    for train in (True, False):
-        model.train(train)
-        with torch.no_grad():
-            out = model()
-        assert out.user.shape == (U, d) and out.item.shape == (I, d)
-        assert torch.isfinite(out.user).all() and torch.isfinite(out.item).all()
-    scores = model.score(torch.tensor([0, 5, 7]), out)
-    assert scores.shape == (3, I)
-    torch.testing.assert_close(scores, out.user[[0, 5, 7]] @ out.item.t())
-
-
-@pytest.mark.parametrize("cls", MODEL_CLASSES, ids=lambda c: c.name)
-def test_every_parameter_gets_a_gradient(cls, tiny):
-    torch.manual_seed(0)
-    model = cls(tiny)
-    model.train()
-    model.on_epoch_start(0)
-    terms = model.loss(_batch_for(model, tiny), model())
-    assert all(t.dim() == 0 for t in terms.values())
-    sum(terms.values()).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None, name
-        assert torch.isfinite(p.grad).all(), name
-        if cls is FREEDOM and name.endswith("proj.bias"):
-            # u.b is added to the positive and the negative score alike and cancels in
-            # BPR: the bias of FREEDOM's projections (present in MMRec too) gets zero gradient.
-            assert p.grad.abs().max() < 1e-8
-            continue
-        assert p.grad.abs().sum() > 0, name
-
-
-@pytest.mark.parametrize("cls", MODEL_CLASSES, ids=lambda c: c.name)
-def test_loss_decreases_with_adam(cls, tiny):
-    torch.manual_seed(0)
-    model = cls(tiny)
-    model.train()
-    model.on_epoch_start(0)
-    batch = _batch_for(model, tiny, batch_size=256)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(12):
-        loss = sum(model.loss(batch, model()).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 1e-3, losses
-
-
-@pytest.mark.parametrize("cls", MODEL_CLASSES, ids=lambda c: c.name)
-def test_state_dict_round_trip(cls, tiny):
-    torch.manual_seed(0)
-    model = cls(tiny)
-    model.train()
-    model.on_epoch_start(0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for seed in range(2):
-        loss = sum(model.loss(_batch_for(model, tiny, seed=seed), model()).values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    buf.seek(0)
-    torch.manual_seed(1)
-    other = cls(tiny)
-    other.load_state_dict(torch.load(buf))
-    users = torch.arange(10)
-    model.eval()
-    other.eval()
-    with torch.no_grad():
-        s1 = model.score(users, model())
-        s2 = other.score(users, other())
-    assert torch.equal(s1, s2)
-
 
 @pytest.mark.parametrize("cls", [BM3, FREEDOM, LATTICE], ids=lambda c: c.name)
 def test_frozen_features_are_buffers(cls, tiny):
