@@ -353,6 +353,17 @@ def test_compare_groups_seeds_of_train_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 0
     assert "| bprmf |" in capsys.readouterr().out
     assert main(["compare", str(tmp_path / "nothing-here")]) == 2
+    # how a run ran does not split a configuration: a resumed run with another
+    # checkpoint_every, and a record older than a TrainConfig field (the field missing)
+    assert main(["train", "--model", "bprmf", "--data", TINY, "--epochs", "2", "--seed", "2",
+                 "--out-dir", str(tmp_path / "r2"), "--resume", "--checkpoint-every", "5",
+                 "--progress", "false"]) == 0
+    res = json.loads((tmp_path / "r1" / "results.json").read_text())
+    del res["train_config"]["checkpoint_every"]
+    (tmp_path / "r1" / "results.json").write_text(json.dumps(res))
+    capsys.readouterr()
+    (entry,) = build_leaderboard([tmp_path / "r1", tmp_path / "r2"])["models"]
+    assert entry["seeds"] == [1, 2] and entry["trials"] == 2
 
 
 # --------------------------------------------------------- Ray / Optuna

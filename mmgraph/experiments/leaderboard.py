@@ -34,6 +34,7 @@ import numpy as np
 
 from ..models.base import get_model_class
 from ..train.checkpoint import atomic_write
+from ..train.config import RESUMABLE_CHANGES, TrainConfig
 from ..train.runfolder import to_json
 from ..train.trainer import train_config_for
 from .stats import mean_std, paired_tests
@@ -42,9 +43,12 @@ __all__ = ["RunRecord", "read_run", "find_runs", "group_configs", "select_config
            "build_leaderboard", "format_leaderboard", "write_leaderboard", "per_user_metrics",
            "IGNORED_TRAIN_FIELDS"]
 
-#: Training settings that do not make a configuration (how and where a run ran).
-IGNORED_TRAIN_FIELDS = ("seed", "out_dir", "resume", "overwrite", "progress", "threads", "device",
-                        "eval_batch_size", "tune_malloc")
+#: Training settings that do not make a configuration: the seed, and how and where a run
+#: ran (what a resumed run may change, except the epoch budget).
+IGNORED_TRAIN_FIELDS = ("seed",) + tuple(k for k in RESUMABLE_CHANGES if k != "epochs")
+
+
+_TRAIN_DEFAULTS = json.loads(to_json(dataclasses.asdict(TrainConfig())))
 
 
 @dataclass
@@ -77,17 +81,21 @@ class RunRecord:
     curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
+    def _train_settings(self) -> dict[str, Any]:
+        # a field added to TrainConfig after the run was recorded ran at its default
+        recorded = {**_TRAIN_DEFAULTS, **self.train_config}
+        return {k: v for k, v in recorded.items() if k not in IGNORED_TRAIN_FIELDS}
+
+    @property
     def config_key(self) -> str:
         """What identifies the configuration (the seed and run-time settings aside)."""
-        train = {k: v for k, v in self.train_config.items() if k not in IGNORED_TRAIN_FIELDS}
         return json.dumps({"model": self.model, "model_config": self.model_config,
-                           "train_config": train}, sort_keys=True, default=str)
+                           "train_config": self._train_settings}, sort_keys=True, default=str)
 
     @property
     def settings(self) -> dict[str, Any]:
         """Model options, then training options (run-time settings aside), as recorded."""
-        train = {k: v for k, v in self.train_config.items() if k not in IGNORED_TRAIN_FIELDS}
-        return {**self.model_config, **train}
+        return {**self.model_config, **self._train_settings}
 
     def config(self, varying: Sequence[str] = ()) -> dict[str, Any]:
         """The settings that differ from the model's defaults, and those named in
