@@ -80,6 +80,21 @@ def test_every_model_is_registered_and_covered():
         assert isinstance(cls.uses_negatives, bool)
 
 
+def test_published_learning_rate_schedules():
+    """MMRec's constant rate is the trainer's default; the models that publish
+    "x0.96 every 50 epochs" say so in their train_defaults, and no model repeats a
+    trainer default there."""
+    from mmgraph.train import train_config_for
+    default = TrainConfig()
+    for name, cls in MODELS.items():
+        cfg = train_config_for(cls)
+        decayed = name in ("mambarec", "lattice", "mgcn")
+        assert (cfg.lr_decay, cfg.lr_decay_every) == ((0.96, 50) if decayed else (1.0, 50)), name
+        repeated = {k for k, v in cls.train_defaults.items()
+                    if k != "lr_decay_every" and getattr(default, k) == v}
+        assert not repeated, (name, repeated)
+
+
 @pytest.mark.parametrize("name,kw", CASES, ids=IDS)
 def test_forward_and_score_shapes(name, kw, data):
     model = build(name, data, **kw)

@@ -55,7 +55,8 @@ __all__ = [
     "synthetic_dataset",
 ]
 
-#: Preset sizes (MISSION.md table) and generator defaults per preset.
+#: Preset sizes (the Amazon datasets' sizes as the MMRec toolbox ships them) and
+#: generator defaults per preset.
 PRESETS: dict[str, dict] = {
     "baby": dict(num_users=19_445, num_items=7_050, num_interactions=160_792),
     "sports": dict(num_users=35_598, num_items=18_357, num_interactions=296_337),

@@ -128,8 +128,6 @@ class BM3(Recommender):
     name = "bm3"
     config_class = BM3Config
     uses_negatives = False
-    #: MMRec's overall.yaml: constant learning rate (scheduler [1.0, 50]).
-    train_defaults = {"lr_decay": 1.0}
 
     def __init__(self, data, config: BM3Config | None = None):
         super().__init__(data, config)

@@ -32,8 +32,6 @@ class BPRMF(Recommender):
     """
     name = "bprmf"
     config_class = BPRMFConfig
-    #: MMRec trains its baselines with a constant learning rate.
-    train_defaults = {"lr_decay": 1.0}
 
     def __init__(self, data, config: BPRMFConfig | None = None):
         super().__init__(data, config)

@@ -144,8 +144,6 @@ class FREEDOM(Recommender):
     """
     name = "freedom"
     config_class = FREEDOMConfig
-    #: MMRec's overall.yaml: constant learning rate (scheduler [1.0, 50]).
-    train_defaults = {"lr_decay": 1.0}
 
     def __init__(self, data, config: FREEDOMConfig | None = None):
         super().__init__(data, config)

@@ -106,7 +106,6 @@ class GRCN(Recommender):
     """
     name = "grcn"
     config_class = GRCNConfig
-    train_defaults = {"lr_decay": 1.0}   # MMRec: constant learning rate
 
     def __init__(self, data, config: GRCNConfig | None = None):
         super().__init__(data, config)

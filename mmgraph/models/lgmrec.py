@@ -98,7 +98,6 @@ class LGMRec(Recommender):
     """
     name = "lgmrec"
     config_class = LGMRecConfig
-    train_defaults = {"lr_decay": 1.0}   # MMRec: constant learning rate
 
     def __init__(self, data, config: LGMRecConfig | None = None):
         super().__init__(data, config)

@@ -41,8 +41,6 @@ class LightGCN(Recommender):
     """
     name = "lightgcn"
     config_class = LightGCNConfig
-    #: MMRec trains its baselines with a constant learning rate.
-    train_defaults = {"lr_decay": 1.0}
 
     def __init__(self, data, config: LightGCNConfig | None = None):
         super().__init__(data, config)

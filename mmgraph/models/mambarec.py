@@ -234,7 +234,7 @@ class MambaRec(Recommender):
     """
     name = "mambarec"
     config_class = MambaRecConfig
-    train_defaults = {"patience": 10}
+    train_defaults = {"patience": 10, "lr_decay": 0.96, "lr_decay_every": 50}
 
     def __init__(self, data, config: MambaRecConfig | None = None):
         super().__init__(data, config)

@@ -84,7 +84,7 @@ class MGCN(Recommender):
     name = "mgcn"
     config_class = MGCNConfig
     # MMRec MGCN.yaml: learning_rate 1e-3, learning_rate_scheduler [0.96, 50]
-    train_defaults = {"lr": 1e-3, "lr_decay": 0.96, "lr_decay_every": 50}
+    train_defaults = {"lr_decay": 0.96, "lr_decay_every": 50}
 
     def __init__(self, data, config: MGCNConfig | None = None):
         super().__init__(data, config)

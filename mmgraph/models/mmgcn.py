@@ -134,7 +134,6 @@ class MMGCN(Recommender):
     """
     name = "mmgcn"
     config_class = MMGCNConfig
-    train_defaults = {"lr_decay": 1.0}   # MMRec: constant learning rate
 
     def __init__(self, data, config: MMGCNConfig | None = None):
         super().__init__(data, config)

@@ -605,10 +605,9 @@ class REARM(Recommender):
     config_class = REARMConfig
     uses_negatives = True
     #: the authors' optimisation (main.py / parser.py): AdamW, lr 5e-5 held
-    #: constant, weight decay 5e-4 (their ``--reg_weight``), 2000 epochs,
-    #: early stopping patience 20, batch 2048 (the trainer's default)
-    train_defaults = {"optimizer": "adamw", "lr": 5e-5, "lr_decay": 1.0,
-                      "weight_decay": 5e-4, "epochs": 2000, "patience": 20}
+    #: constant, weight decay 5e-4 (their ``--reg_weight``), 2000 epochs; early
+    #: stopping patience 20 and batch 2048 are the trainer's defaults
+    train_defaults = {"optimizer": "adamw", "lr": 5e-5, "weight_decay": 5e-4, "epochs": 2000}
 
     def __init__(self, data: HeteroData, config: REARMConfig | None = None):
         super().__init__(data, config)

@@ -93,7 +93,7 @@ class SLMRec(Recommender):
     name = "slmrec"
     config_class = SLMRecConfig
     uses_negatives = False
-    train_defaults = {"weight_decay": 1e-4, "lr_decay": 1.0}
+    train_defaults = {"weight_decay": 1e-4}
 
     def __init__(self, data, config: SLMRecConfig | None = None):
         super().__init__(data, config)

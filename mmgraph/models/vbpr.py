@@ -73,7 +73,6 @@ class VBPR(Recommender):
     name = "vbpr"
     config_class = VBPRConfig
     #: MMRec's overall.yaml: constant learning rate (scheduler [1.0, 50]).
-    train_defaults = {"lr_decay": 1.0}
 
     def __init__(self, data, config: VBPRConfig | None = None):
         super().__init__(data, config)

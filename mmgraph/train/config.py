@@ -52,16 +52,17 @@ def check_device(device: str) -> torch.device:
 
 @dataclass
 class TrainConfig:
-    """Training settings. Defaults are MMRec's protocol (MISSION.md section 2).
+    """Training settings. Defaults are the MMRec toolbox's protocol; a model's
+    published settings that differ are its ``train_defaults``.
 
     Attributes:
         epochs: maximum number of epochs (MMRec: 1000).
         batch_size: interactions per batch (2048).
         lr: learning rate (1e-3).
         lr_decay, lr_decay_every: the learning rate at epoch ``e`` is
-            ``lr * lr_decay ** (e / lr_decay_every)`` (MMRec's smooth form of
-            "x0.96 every 50 epochs", MambaRec's setting). MMRec's baselines use
-            a constant rate: their models set ``lr_decay=1`` in ``train_defaults``.
+            ``lr * lr_decay ** (e / lr_decay_every)``. The default is MMRec's
+            constant rate (1); MambaRec, LATTICE and MGCN publish "x0.96 every
+            50 epochs" and set it in their ``train_defaults``.
         optimizer: ``'adam'`` or ``'adamw'``.
         weight_decay: weight decay of the optimiser (0; decoupled for ``'adamw'``).
         num_neg: negatives per positive for models that use negatives.
@@ -113,7 +114,7 @@ class TrainConfig:
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
-    lr_decay: float = 0.96
+    lr_decay: float = 1.0
     lr_decay_every: int = 50
     optimizer: Literal["adam", "adamw"] = "adam"
     weight_decay: float = 0.0
