@@ -41,7 +41,7 @@ from _common import append_results, command_line, machine_info  # noqa: E402
 from mmgraph.data import load_dataset  # noqa: E402
 from mmgraph.models.mambarec import MambaRec, MambaRecConfig  # noqa: E402
 from mmgraph.sampling import InteractionLoader  # noqa: E402
-from mmgraph.train import TrainConfig, Trainer  # noqa: E402
+from mmgraph.train import Trainer, train_config_for  # noqa: E402
 
 SETTINGS = {
     "authors (xavier)": dict(embedding_init="xavier"),
@@ -77,7 +77,7 @@ def curves(spec: str, epochs: int, seed: int = 999) -> dict:
     for name, over in SETTINGS.items():
         torch.manual_seed(seed)
         model = MambaRec(data, MambaRecConfig(**over))
-        cfg = TrainConfig(epochs=epochs, patience=epochs, seed=seed, progress=False)
+        cfg = train_config_for(MambaRec, epochs=epochs, patience=epochs, seed=seed, progress=False)
         t0 = time.perf_counter()
         res = Trainer(model, data, cfg).fit()
         out[name] = {"bpr": [h["terms"]["bpr"] for h in res.history],
