@@ -70,6 +70,7 @@ from typing import Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
+from tqdm.auto import tqdm
 
 from ..data.hetero import ITEM, feature_key, modality_names, num_items, similar_edge_type
 from ._cache import cached
@@ -189,6 +190,11 @@ def _import_faiss():
     return faiss
 
 
+#: A kNN build shows a progress bar on a terminal's stderr once it has run this many
+#: seconds (large catalogues: minutes); never in logs, pipes or tests.
+_PROGRESS_DELAY = 3.0
+
+
 def _exact_rows(base: Tensor, k: int, include_self: bool, chunk_size: int,
                 inv: Optional[Tensor] = None, rows: Optional[Tensor] = None
                 ) -> tuple[Tensor, Tensor]:
@@ -204,8 +210,11 @@ def _exact_rows(base: Tensor, k: int, include_self: bool, chunk_size: int,
     out_v = base.new_empty(m, k)
     out_i = torch.empty(m, k, dtype=torch.long, device=base.device)
     base_t = base.t()
+    bar = tqdm(total=m, desc=f"kNN graph ({n:,} rows)", unit="row", leave=False,
+               delay=_PROGRESS_DELAY, disable=None)       # None: only on a terminal
     for s in range(0, m, chunk_size):
         e = min(m, s + chunk_size)
+        bar.update(e - s)
         r = None if rows is None else rows[s:e]
         sim = (base[s:e] if r is None else base.index_select(0, r)) @ base_t
         if inv is not None:
@@ -222,6 +231,7 @@ def _exact_rows(base: Tensor, k: int, include_self: bool, chunk_size: int,
             vals = vals * (inv[s:e] if r is None else inv[r]).unsqueeze(1)
         out_v[s:e] = vals
         out_i[s:e] = idx
+    bar.close()
     return out_v, out_i
 
 

@@ -17,7 +17,7 @@ identity, so DREAM is exactly a short stack of per-item linear maps.
 * ``x`` of shape ``[N, C, H, W]`` -> the *general* convolutional path.
 
 Both give the same numbers (forward, gradients, running statistics) on
-``[N, C, 1, 1]`` inputs; ``tests/test_dream.py`` checks it.
+``[N, C, 1, 1]`` inputs; ``tests/nn/test_dream.py`` checks it.
 """
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
 """Loaders and writers: round trips, layouts agreeing, load_dataset, real Baby."""
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from mmgraph.data import (INTERACTS, REV_INTERACTS, SPLITS, build_hetero, dataset_stats, detect_layout,
                           load_dataset, modality_features, read_mmrec, read_npy_splits,
                           split_edge_attr, split_edge_index, split_sizes, write_mmrec,
                           write_npy_splits)
 
-BABY = Path(__file__).resolve().parents[2] / "shared" / "data" / "baby"
+BABY = SHARED_DATA / "baby"
 
 
 def toy(features=True):

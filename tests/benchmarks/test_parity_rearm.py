@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "parity" / "rearm.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "parity" / "rearm.py"
 UPSTREAM = Path(os.environ.get("MMGRAPH_REARM_UPSTREAM", "/tmp/ref/REARM"))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA
-from test_data_io import assert_same, toy
+from test_io import assert_same, toy
 
 from mmgraph.data import (LAYOUTS, DataValidationError, convert_dataset, detect_layout,
                           load_dataset, modality_features, read_diffmm, read_json,

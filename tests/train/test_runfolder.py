@@ -18,7 +18,7 @@ from mmgraph.models import LightGCN, LightGCNConfig
 from mmgraph.train import (CheckpointError, RunFolderError, Trainer, TrainConfig,
                            load_checkpoint, load_run)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # a short LightGCN run on synthetic:tiny: 6 epochs of ~0.4 s at batch 16
 RUN = ["train", "--model", "lightgcn", "--data", "synthetic:tiny", "--num-layers", "1",
        "--batch-size", "16", "--epochs", "6", "--patience", "50", "--lr", "5e-3",

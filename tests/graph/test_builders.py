@@ -496,3 +496,22 @@ def test_modality_knn_graph_faiss_and_freedom():
     torch.testing.assert_close(a.to_dense(), b.to_dense(), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="knn_method must be one of"):
         FREEDOMConfig(knn_method="hnsw")
+
+
+def test_knn_build_progress_only_on_a_terminal(monkeypatch):
+    """A long kNN build shows a bar on a terminal's stderr; logs and pipes get nothing."""
+    import io
+    import sys
+
+    import mmgraph.graph.knn as knn
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(knn, "_PROGRESS_DELAY", 0.0)      # "long" from the start
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        vals, idx = knn.knn_topk(x, 5, chunk_size=7)
+        assert ("kNN graph (50 rows)" in stream.getvalue()) is shown
+        assert torch.equal(idx, knn.knn_topk(x, 5)[1])

@@ -1,5 +1,5 @@
 """MMGCN, GRCN, SLMRec, MGCN and LGMRec against dense references and MMRec's settings
-(the contract every model keeps is in test_models_contract.py)."""
+(the contract every model keeps is in models/test_contract.py)."""
 from __future__ import annotations
 
 

@@ -9,7 +9,7 @@ import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 
 from conftest import SHARED_DATA
-from test_data_io import assert_same, toy
+from test_io import assert_same, toy
 
 from mmgraph.data import CACHE_ENV, load_dataset, split_edge_index, write_mmrec
 from mmgraph.datasets import MultimodalRecDataset, default_processed_dir

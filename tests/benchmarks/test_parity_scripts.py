@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-PARITY = Path(__file__).resolve().parents[1] / "benchmarks" / "parity"
+PARITY = Path(__file__).resolve().parents[2] / "benchmarks" / "parity"
 
 
 def _load(name):

@@ -1,6 +1,6 @@
 """BM3, VBPR, FREEDOM and LATTICE: parity of their graphs and losses with dense
 re-computations of the MMRec forms, and their options (the contract every model keeps
-is in test_models_contract.py)."""
+is in models/test_contract.py)."""
 
 import pytest
 import torch
