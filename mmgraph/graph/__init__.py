@@ -7,7 +7,7 @@ r"""Graph builders over the project's :class:`~torch_geometric.data.HeteroData`.
   :func:`prune_edges_by_degree`;
 * item-item kNN (exact, or approximate with faiss: ``method=``, :data:`KNN_METHODS`):
   :func:`knn_topk`, :func:`knn_graph`, :func:`knn_adjacency`,
-  :func:`modality_knn_graph`, :func:`mix_adjacency`;
+  :func:`modality_knn_graph`, :func:`mix_adjacency`, :func:`modality_mix_weights`;
 * co-occurrence / interest: :func:`cooccurrence_graph`, :func:`user_interest_graph`,
   :func:`user_profiles`;
 * caching: every builder's result is memoised on the data; :func:`disk_cache`
@@ -21,10 +21,10 @@ from .cooccurrence import (cooccurrence_graph, cooccurrence_graph_from_edges, co
                            user_interest_graph, user_profiles)
 from .knn import (KNN_METHODS, check_knn_method, default_chunk_size, faiss_nlist, knn_adjacency, knn_graph,
                   knn_topk, modality_knn_graph, normalize_edge_weight)
-from .sparse import SparseAdj, mix_adjacency
+from .sparse import SparseAdj, mix_adjacency, modality_mix_weights
 
 __all__ = [
-    "SparseAdj", "mix_adjacency",
+    "SparseAdj", "mix_adjacency", "modality_mix_weights",
     "bipartite_adjacency", "bipartite_adjacency_from_edges", "interaction_matrix",
     "interaction_matrix_from_edges", "bipartite_gcn_norm", "prune_edges_by_degree",
     "knn_topk", "knn_graph", "knn_adjacency", "modality_knn_graph", "normalize_edge_weight",

@@ -34,7 +34,7 @@ higher-order gradients work too. Gradients flow to ``x`` and, when
 from __future__ import annotations
 
 import warnings
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -569,4 +569,31 @@ def mix_adjacency(adjs: Sequence[SparseAdj], weights: Sequence[float]) -> Sparse
                                      backend=adjs[0]._backend_name)
 
 
-__all__ = ["SparseAdj", "mix_adjacency"]
+def modality_mix_weights(modalities: Sequence[str], image_weight: float,
+                         weights: Optional[Mapping[str, float]] = None) -> dict[str, float]:
+    r"""Weights of per-modality graphs in a mix (:func:`mix_adjacency`), the rule
+    FREEDOM and REARM share.
+
+    ``image`` gets ``image_weight`` and the other modalities share
+    ``1 - image_weight`` equally (two modalities: ``{image: w, text: 1 - w}``, the
+    authors' form); without ``image``, or with one modality, each weighs ``1 / N``.
+    ``weights`` (a weight for every modality) replaces the rule.
+
+    Raises:
+        ValueError: no modality, or ``weights`` missing one.
+    """
+    mods = list(modalities)
+    if not mods:
+        raise ValueError("need at least one modality")
+    if weights is not None:
+        missing = [m for m in mods if m not in weights]
+        if missing:
+            raise ValueError(f"modality_weights has no weight for {missing}")
+        return {m: float(weights[m]) for m in mods}
+    if "image" not in mods or len(mods) == 1:
+        return {m: 1.0 / len(mods) for m in mods}
+    rest = (1.0 - image_weight) / (len(mods) - 1)
+    return {m: (image_weight if m == "image" else rest) for m in mods}
+
+
+__all__ = ["SparseAdj", "mix_adjacency", "modality_mix_weights"]

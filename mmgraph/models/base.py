@@ -232,6 +232,27 @@ def project_items(projector, x: Tensor, items: Tensor) -> Tensor:
     return projector.project(x[items])
 
 
+def batch_rows(batch: Batch, user: Tensor, item: Tensor, model: str = "this model"
+               ) -> tuple[Tensor, Tensor, Tensor]:
+    """The rows of a BPR batch: ``(u [B, d], p [B, d], n [B, d] or [B, K, d])`` of
+    ``user`` and ``item`` at ``batch.users``, ``batch.pos_items``, ``batch.neg_items``.
+
+    Raises:
+        ValueError: the batch has no negatives (``neg_items=None``), naming ``model``.
+    """
+    if batch.neg_items is None:
+        raise ValueError(f"{model} is trained with BPR and needs sampled negatives; the batch "
+                         "has neg_items=None")
+    return user[batch.users], item[batch.pos_items], item[batch.neg_items]
+
+
+def pair_scores(u: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Dot-product scores ``(<u, pos> [B], <u, neg> [B] or [B, K])`` for ``u, pos``
+    ``[B, d]`` and ``neg`` ``[B, d]`` (one negative each) or ``[B, K, d]``."""
+    neg_s = (u.unsqueeze(-2) * neg).sum(-1) if neg.dim() == u.dim() + 1 else (u * neg).sum(-1)
+    return (u * pos).sum(-1), neg_s
+
+
 def bpr_terms(batch: Batch, user: Tensor, item: Tensor, ego_user: Tensor, ego_item: Tensor,
               reg_weight: float) -> dict[str, Tensor]:
     """BPR on propagated embeddings + L2 of the batch's layer-0 embeddings.
@@ -240,13 +261,9 @@ def bpr_terms(batch: Batch, user: Tensor, item: Tensor, ego_user: Tensor, ego_it
     ``bpr(<u, i>, <u, j>) + reg_weight * l2_reg(e_u^0, e_i^0, e_j^0) / B``.
     ``batch.neg_items`` may be ``[B]`` or ``[B, K]``.
     """
-    u = user[batch.users]
-    pos = (u * item[batch.pos_items]).sum(-1)
-    n = item[batch.neg_items]
-    neg = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
-    reg = l2_reg(ego_user[batch.users], ego_item[batch.pos_items], ego_item[batch.neg_items],
-                 batch_size=batch.users.numel())
-    return {"bpr": bpr_loss(pos, neg), "reg": reg_weight * reg}
+    u, p, n = batch_rows(batch, user, item)
+    reg = l2_reg(*batch_rows(batch, ego_user, ego_item), batch_size=batch.users.numel())
+    return {"bpr": bpr_loss(*pair_scores(u, p, n)), "reg": reg_weight * reg}
 
 
 MODELS: dict[str, type[Recommender]] = {}

@@ -8,20 +8,20 @@ layers and losses.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..data.hetero import split_edge_index
 from ..graph import (check_knn_method, bipartite_adjacency, bipartite_adjacency_from_edges,
-                     modality_knn_graph, prune_edges_by_degree)
+                     modality_knn_graph, modality_mix_weights, prune_edges_by_degree)
 from ..losses import bpr_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
 from ..nn.modality import ModalityFeatures, ModalityProjector
-from .base import (Batch, Embeddings, ModelConfig, Recommender, register, select_modalities,
-                   project_items)
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   project_items, register, select_modalities)
 
 __all__ = ["FREEDOM", "FREEDOMConfig", "freedom_modality_weights"]
 
@@ -86,21 +86,10 @@ class FREEDOMConfig(ModelConfig):
 
 
 def freedom_modality_weights(modalities, image_weight: float = 0.1,
-                             weights: Optional[Mapping[str, float]] = None) -> dict[str, float]:
-    """FREEDOM's mixing weights: ``image`` gets ``image_weight``, the other
-    modalities share the rest equally (one modality: weight 1; no image: equal)."""
-    modalities = list(modalities)
-    if weights is not None:
-        missing = [m for m in modalities if m not in weights]
-        if missing:
-            raise ValueError(f"modality_weights has no weight for {missing}")
-        return {m: float(weights[m]) for m in modalities}
-    if len(modalities) == 1:
-        return {modalities[0]: 1.0}
-    if "image" in modalities:
-        rest = (1.0 - image_weight) / (len(modalities) - 1)
-        return {m: (image_weight if m == "image" else rest) for m in modalities}
-    return {m: 1.0 / len(modalities) for m in modalities}
+                             weights: Optional[dict[str, float]] = None) -> dict[str, float]:
+    """FREEDOM's mixing weights: :func:`~mmgraph.graph.modality_mix_weights` (the rule
+    it shares with REARM) with FREEDOM's default image weight 0.1."""
+    return modality_mix_weights(modalities, image_weight, weights)
 
 
 @register
@@ -217,23 +206,14 @@ class FREEDOM(Recommender):
         return Embeddings(h_u, h_i + h, {"item_graph": h})
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
-        if batch.neg_items is None:
-            raise ValueError("FREEDOM is trained with negatives; the batch has neg_items=None")
-        u = out.user[batch.users]                                       # [B, d]
+        u, p, n = batch_rows(batch, out.user, out.item, "FREEDOM")      # u [B, d]
         neg_ids = batch.neg_items
-
-        def scores(item_pos: Tensor, item_neg: Tensor) -> tuple[Tensor, Tensor]:
-            pos = (u * item_pos).sum(-1)
-            neg = (u.unsqueeze(-2) * item_neg).sum(-1) if item_neg.dim() == 3 else \
-                (u * item_neg).sum(-1)
-            return pos, neg
-
-        terms = {"bpr": bpr_loss(*scores(out.item[batch.pos_items], out.item[neg_ids]))}
+        terms = {"bpr": bpr_loss(*pair_scores(u, p, n))}
         ids = torch.cat([batch.pos_items, neg_ids.reshape(-1)])
         b = batch.pos_items.numel()
         mm = out.user.new_zeros(())
         for m in self.modalities:
-            p = self.project(m, ids)
-            mm = mm + bpr_loss(*scores(p[:b], p[b:].view(*neg_ids.shape, -1)))
+            f = self.project(m, ids)
+            mm = mm + bpr_loss(*pair_scores(u, f[:b], f[b:].view(*neg_ids.shape, -1)))
         terms["modality_bpr"] = self.config.reg_weight * mm
         return terms

@@ -59,7 +59,8 @@ from torch_geometric.utils import softmax
 from ..data.hetero import modality_features
 from ..graph import bipartite_adjacency, interaction_matrix
 from ..losses import bpr_loss
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   register)
 
 WEIGHT_MODES = ("confid", "max", "mean")
 FUSION_MODES = ("concat", "id", "mean")
@@ -204,12 +205,7 @@ class GRCN(Recommender):
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
         users, pos, neg = batch.users, batch.pos_items, batch.neg_items
-        if neg is None:
-            raise ValueError("GRCN is trained with BPR and needs batch.neg_items")
-        u = out.user[users]
-        pos_s = (u * out.item[pos]).sum(-1)
-        neg_e = out.item[neg]
-        neg_s = (u.unsqueeze(-2) * neg_e).sum(-1) if neg.dim() == 2 else (u * neg_e).sum(-1)
+        pos_s, neg_s = pair_scores(*batch_rows(batch, out.user, out.item, "GRCN"))
         id_emb = out.extra["id_emb"]
         items = torch.cat([pos.view(-1), neg.reshape(-1)]) + self.num_users
         reg = id_emb[users].pow(2).mean() + id_emb[items].pow(2).mean()

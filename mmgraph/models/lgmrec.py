@@ -50,7 +50,8 @@ from ..data.hetero import modality_features
 from ..graph import bipartite_adjacency, interaction_matrix
 from ..losses import bpr_loss, l2_reg, pool_info_nce
 from ..nn import LightGCNEncoder
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   register)
 
 CF_MODELS = ("lightgcn", "mf")
 
@@ -194,12 +195,9 @@ class LGMRec(Recommender):
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
         cfg = self.config
-        users, pos, neg = batch.users, batch.pos_items, batch.neg_items
-        if neg is None:
-            raise ValueError("LGMRec is trained with BPR and needs batch.neg_items")
-        u, p, n = out.user[users], out.item[pos], out.item[neg]
-        pos_s = (u * p).sum(-1)
-        neg_s = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
+        users, pos = batch.users, batch.pos_items
+        u, p, n = batch_rows(batch, out.user, out.item, "LGMRec")
+        pos_s, neg_s = pair_scores(u, p, n)
         hu, hi = out.extra["hyper_user"], out.extra["hyper_item"]
         fac = out.extra["hyper_factors"]
         cl = u.new_zeros(())

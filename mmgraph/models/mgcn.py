@@ -40,7 +40,8 @@ from ..graph import check_knn_method, bipartite_adjacency, interaction_matrix, m
 from ..losses import bpr_loss, info_nce, l2_reg
 from ..nn import ItemItemConv, LightGCNEncoder
 from ..nn.modality import ModalityAttentionFusion, ModalityFeatures, ModalityGate
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   register)
 
 
 @dataclass
@@ -141,12 +142,9 @@ class MGCN(Recommender):
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
         cfg = self.config
-        users, pos, neg = batch.users, batch.pos_items, batch.neg_items
-        if neg is None:
-            raise ValueError("MGCN is trained with BPR and needs batch.neg_items")
-        u, p, n = out.user[users], out.item[pos], out.item[neg]
-        pos_s = (u * p).sum(-1)
-        neg_s = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
+        users, pos = batch.users, batch.pos_items
+        u, p, n = batch_rows(batch, out.user, out.item, "MGCN")
+        pos_s, neg_s = pair_scores(u, p, n)
         reg = l2_reg(u, p, n, batch_size=users.numel())
         n_u = self.num_users
         side, content = out.extra["side"], out.extra["content"]

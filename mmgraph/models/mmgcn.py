@@ -37,7 +37,8 @@ from torch import Tensor, nn
 from ..data.hetero import modality_features, split_edge_index
 from ..graph import interaction_matrix_from_edges
 from ..losses import bpr_loss
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   register)
 
 
 @dataclass
@@ -182,12 +183,7 @@ class MMGCN(Recommender):
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
         users, pos, neg = batch.users, batch.pos_items, batch.neg_items
-        if neg is None:
-            raise ValueError("MMGCN is trained with BPR and needs batch.neg_items")
-        u = out.user[users]
-        pos_s = (u * out.item[pos]).sum(-1)
-        neg_e = out.item[neg]
-        neg_s = (u.unsqueeze(-2) * neg_e).sum(-1) if neg.dim() == 2 else (u * neg_e).sum(-1)
+        pos_s, neg_s = pair_scores(*batch_rows(batch, out.user, out.item, "MMGCN"))
         # MMRec's regulariser: mean of squared entries over the (user, item) pairs
         id_emb = out.extra["id_emb"]
         items = torch.cat([pos.view(-1), neg.reshape(-1)]) + self.num_users

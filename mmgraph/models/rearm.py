@@ -119,11 +119,13 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import ITEM, USER, feature_key, modality_names
 from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, cooccurrence_graph,
-                     mix_adjacency, modality_knn_graph, user_interest_graph, user_profiles)
+                     mix_adjacency, modality_knn_graph, modality_mix_weights, user_interest_graph,
+                     user_profiles)
 from ..losses import bpr_loss, info_nce, l2_reg, orthogonal_loss
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
-from .base import Batch, Embeddings, ModelConfig, Recommender, register
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
+                   register)
 
 #: edge types under which the mixed homography graphs are stored in ``data``
 ITEM_HOMOGRAPHY = (ITEM, "homography", ITEM)
@@ -490,23 +492,6 @@ class LowRankMetaTransform(nn.Module):
 
 # --------------------------------------------------------------------------- graphs
 
-def modality_mix_weights(modalities: Sequence[str], image_weight: float) -> dict[str, float]:
-    r"""Mixing weights of the per-modality similarity graphs.
-
-    Two modalities ``image`` and ``text``: ``{image: w, text: 1 - w}`` (the
-    authors). Generally: ``image`` gets ``w`` and the other modalities share
-    ``1 - w`` equally; without ``image`` (or with ``image`` alone) every
-    modality weighs ``1 / N``.
-    """
-    mods = list(modalities)
-    if not mods:
-        raise ValueError("need at least one modality")
-    if "image" not in mods or len(mods) == 1:
-        return {m: 1.0 / len(mods) for m in mods}
-    rest = (1.0 - image_weight) / (len(mods) - 1)
-    return {m: (image_weight if m == "image" else rest) for m in mods}
-
-
 def homography_mix(co_graph: SparseAdj | None, sim_graphs: dict[str, SparseAdj],
                    sim_weights: dict[str, float], co_weight: float,
                    sim_scale: float = 1.0) -> SparseAdj:
@@ -762,13 +747,7 @@ class REARM(Recommender):
         cfg = self.config
         d = cfg.embedding_dim
         users, pos, neg = batch.users, batch.pos_items, batch.neg_items
-        if neg is None:
-            raise ValueError("REARM is trained with sampled negatives (batch.neg_items is None)")
-        u = out.user[users]
-        pos_s = (u * out.item[pos]).sum(-1)
-        n = out.item[neg]
-        neg_s = (u.unsqueeze(-2) * n).sum(-1) if n.dim() == 3 else (u * n).sum(-1)
-        terms = {"bpr": bpr_loss(pos_s, neg_s)}
+        terms = {"bpr": bpr_loss(*pair_scores(*batch_rows(batch, out.user, out.item, "REARM")))}
 
         pairs = self._modality_pairs()
         if pairs:

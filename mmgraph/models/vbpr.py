@@ -13,7 +13,8 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import bpr_loss, l2_reg
-from .base import Batch, Embeddings, ModelConfig, Recommender, register, select_modalities
+from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores, register,
+                   select_modalities)
 
 __all__ = ["VBPR", "VBPRConfig"]
 
@@ -99,12 +100,7 @@ class VBPR(Recommender):
         return Embeddings(self.user_factors, item)
 
     def loss(self, batch: Batch, out: Embeddings) -> dict[str, Tensor]:
-        if batch.neg_items is None:
-            raise ValueError("VBPR is trained with negatives; the batch has neg_items=None")
-        u = out.user[batch.users]                       # [B, 2d]
-        pos = out.item[batch.pos_items]                 # [B, 2d]
-        neg = out.item[batch.neg_items]                 # [B, 2d] or [B, K, 2d]
-        pos_s = (u * pos).sum(-1)
-        neg_s = (u.unsqueeze(-2) * neg).sum(-1) if neg.dim() == 3 else (u * neg).sum(-1)
+        u, pos, neg = batch_rows(batch, out.user, out.item, "VBPR")     # [B, 2d], neg [B(, K), 2d]
+        pos_s, neg_s = pair_scores(u, pos, neg)
         reg = l2_reg(u, pos, neg, batch_size=u.size(0), squared=False)
         return {"bpr": bpr_loss(pos_s, neg_s), "reg": self.config.reg_weight * reg}

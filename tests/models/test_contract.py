@@ -187,3 +187,14 @@ def test_a_short_run_ranks_better_than_chance(name, data):
                          "progress": False, "seed": 0})
     res = Trainer(model, data, cfg).fit()
     assert res.test["recall@20"] > 4 * 0.1, (name, res.test["recall@20"])
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if MODELS[n].uses_negatives])
+def test_bpr_models_name_a_batch_without_negatives(name, data):
+    model = build(name, data)
+    model.train()
+    model.on_epoch_start(0)
+    batch = batch_for(model, data)
+    no_neg = type(batch)(batch.users, batch.pos_items, None)
+    with pytest.raises(ValueError, match="needs sampled negatives"):
+        model.loss(no_neg, model())
