@@ -62,3 +62,24 @@ def test_recommend_users_out_of_range_and_cold_start_without_cold_items(tmp_path
     err = capsys.readouterr().err
     assert "no user was evaluated: no test interaction is with a cold item" in err
     assert "0 cold item(s)" in err and err.count("\n") == 1
+
+
+def test_models_markdown_is_the_docs_reference(capsys):
+    """docs/models/README.md is `mmgraph models --markdown`: every model, every option
+    with its default and a description, and the training settings each trains with."""
+    import dataclasses
+    from pathlib import Path
+
+    from mmgraph.models.base import MODELS
+    from mmgraph.train import train_config_for
+    assert main(["models", "--markdown"]) == 0
+    text = capsys.readouterr().out
+    doc = Path(__file__).resolve().parents[1] / "docs" / "models" / "README.md"
+    assert doc.read_text() == text, "regenerate: mmgraph models --markdown > docs/models/README.md"
+    for name, cls in MODELS.items():
+        section = text.split(f"(`--model {name}`)", 1)[1].split("\n## ", 1)[0]
+        for f in dataclasses.fields(cls.config_class):
+            row = next(r for r in section.splitlines() if r.startswith(f"| `{f.name}` |"))
+            assert row.split(" | ")[2].strip(" |"), (name, f.name, "no description")
+        if train_config_for(cls).lr_decay != 1.0:
+            assert "`lr_decay=" in section, name
