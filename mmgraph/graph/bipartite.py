@@ -11,6 +11,8 @@ is user ``u``, node ``U + i`` is item ``i``. The adjacency is
 
 without self-loops (LightGCN; MMRec), where ``R`` is the binary ``[U, I]``
 training interaction matrix. Nodes with no edge get zero rows.
+``normalization='mean'`` gives LATTICE's random-walk form with self-loops,
+``D'^{-1} (A + I)`` with ``D' = diag((A + I) 1)``, instead.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from ._cache import cached
 from .sparse import SparseAdj, _coalesce
 
 NORMALIZATIONS = (None, "row", "sym")
+#: normalisations of the square ``[(U+I), (U+I)]`` adjacency
+ADJ_NORMALIZATIONS = ("sym", "mean")
 
 
 def _check_bipartite(edge_index: Tensor, n_users: int, n_items: int) -> None:
@@ -50,8 +54,10 @@ def _inv_sqrt(deg: Tensor) -> Tensor:
 
 def bipartite_adjacency_from_edges(edge_index: Tensor, num_users: int, num_items: int,
                                    edge_weight: Optional[Tensor] = None, *,
+                                   normalization: str = "sym",
                                    backend: str = "auto") -> SparseAdj:
-    r"""``D^{-1/2} A D^{-1/2}`` of shape ``[(U+I), (U+I)]`` from explicit user-item edges.
+    r"""``D^{-1/2} A D^{-1/2}`` of shape ``[(U+I), (U+I)]`` from explicit user-item edges
+    (or, ``normalization='mean'``, ``D'^{-1}(A + I)``).
 
     Args:
         edge_index: ``[2, E]`` (row 0 user ids, row 1 item ids), e.g. the
@@ -61,17 +67,26 @@ def bipartite_adjacency_from_edges(edge_index: Tensor, num_users: int, num_items
             off-diagonal blocks and the degrees are weighted row sums.
             Without weights, duplicate edges count once (binary ``A``); with
             weights, duplicates are summed.
+        normalization: ``'sym'`` (LightGCN, default): ``D^{-1/2} A D^{-1/2}``;
+            ``'mean'`` (LATTICE): self-loops added and each row divided by its
+            sum, so row ``v`` averages ``v`` and its neighbours (not symmetric).
         backend: sparse kernel of the result (see :class:`SparseAdj`).
 
     Returns:
-        a symmetric :class:`SparseAdj` (``symmetric=True``).
+        a :class:`SparseAdj` (``symmetric=True`` for ``'sym'``).
     """
+    if normalization not in ADJ_NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {ADJ_NORMALIZATIONS}, "
+                         f"got {normalization!r}")
     _check_bipartite(edge_index, num_users, num_items)
     edge_index = edge_index.long()
     n = num_users + num_items
     u, i = edge_index[0], edge_index[1] + num_users
     row = torch.cat([u, i])
     col = torch.cat([i, u])
+    if normalization == "mean":
+        loop = torch.arange(n, device=row.device)
+        row, col = torch.cat([row, loop]), torch.cat([col, loop])
     if edge_weight is None:
         value = torch.ones(row.numel(), device=row.device)
         reduce = "max"
@@ -82,24 +97,34 @@ def bipartite_adjacency_from_edges(edge_index: Tensor, num_users: int, num_items
         value = torch.cat([edge_weight, edge_weight]).float() \
             if not edge_weight.is_floating_point() else torch.cat([edge_weight, edge_weight])
         reduce = "sum"
+    if normalization == "mean" and edge_weight is not None:
+        value = torch.cat([value, torch.ones(n, device=value.device, dtype=value.dtype)])
     rowptr, col, value = _coalesce(row, col, value, (n, n), reduce=reduce)
+    if normalization == "mean":
+        adj = SparseAdj(rowptr, col, value, (n, n), symmetric=False, backend=backend)
+        deg = adj.sum(1)
+        return adj.with_value(value / deg[adj.row], symmetric=False)
     adj = SparseAdj(rowptr, col, value, (n, n), symmetric=True, backend=backend)
     dis = _inv_sqrt(adj.sum(1))
     return adj.with_value(dis[adj.row] * value * dis[adj.col])
 
 
-def bipartite_adjacency(data: HeteroData, *, cache: bool = True,
+def bipartite_adjacency(data: HeteroData, *, normalization: str = "sym", cache: bool = True,
                         backend: str = "auto") -> SparseAdj:
-    r"""The LightGCN adjacency ``D^{-1/2} A D^{-1/2}`` of ``data``'s training edges.
+    r"""The LightGCN adjacency ``D^{-1/2} A D^{-1/2}`` of ``data``'s training edges
+    (``normalization='mean'``: LATTICE's ``D'^{-1}(A + I)``, see
+    :func:`bipartite_adjacency_from_edges`).
 
     Shape ``[(U+I), (U+I)]``, users first then items offset by ``U``, no
-    self-loops, symmetric. Cached on ``data`` and rebuilt when the training
-    ``edge_index`` is replaced or modified in place.
+    self-loops (``'sym'``), symmetric. Cached on ``data`` and rebuilt when the
+    training ``edge_index`` is replaced or modified in place.
     """
     ei = split_edge_index(data, "train")
     u, i = num_users(data), num_items(data)
-    return cached(data, ("bipartite_adjacency", u, i, backend), (ei,),
-                  lambda: bipartite_adjacency_from_edges(ei, u, i, backend=backend), cache)
+    key = ("bipartite_adjacency", u, i, backend) + (() if normalization == "sym"
+                                                      else (normalization,))
+    return cached(data, key, (ei,), lambda: bipartite_adjacency_from_edges(
+        ei, u, i, normalization=normalization, backend=backend), cache)
 
 
 def interaction_matrix_from_edges(edge_index: Tensor, num_users: int, num_items: int,

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.hetero import split_edge_index
 from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, knn_topk, modality_knn_graph,
                      normalize_edge_weight)
 from ..nn.conv import ItemItemConv
@@ -99,22 +98,9 @@ class LATTICEConfig(ModelConfig):
 
 
 def mean_bipartite_adjacency(data) -> SparseAdj:
-    r"""LATTICE's user-item propagation matrix :math:`\mathbf D^{-1}(\mathbf A + \mathbf I)`.
-
-    ``[(U+I), (U+I)]``, users first, binary ``A`` of the training edges plus
-    self-loops, normalised by row sums (so row ``v`` averages ``v`` and its
-    neighbours). Not symmetric.
-    """
-    ei = split_edge_index(data, "train").long()
-    n_u = int(data["user"].num_nodes)
-    n = n_u + int(data["item"].num_nodes)
-    loop = torch.arange(n, device=ei.device)
-    row = torch.cat([ei[0], ei[1] + n_u, loop])
-    col = torch.cat([ei[1] + n_u, ei[0], loop])
-    adj = SparseAdj.from_edge_index(torch.stack([row, col]), None, (n, n), symmetric=False,
-                                    reduce="max")
-    return adj.with_value(normalize_edge_weight(adj.edge_index, adj.value, n, "rw"),
-                          symmetric=False)
+    r"""LATTICE's user-item propagation matrix :math:`\mathbf D^{-1}(\mathbf A + \mathbf I)`
+    (:func:`~mmgraph.graph.bipartite_adjacency` with ``normalization='mean'``)."""
+    return bipartite_adjacency(data, normalization="mean")
 
 
 @register
