@@ -97,14 +97,14 @@ Differences from the authors' code (github.com/MrShouxingMa/REARM)
 * Attention is :class:`ScalarTokenAttention`, the same function as their
   ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
   differently.
-
-``benchmarks/parity/rearm.py`` runs the authors' code beside this model on
-identical weights, data and batches (results in ``benchmarks/RESULTS.md``).
 * Negatives are sampled among the items the user has not interacted with in
   *training* (MMRec protocol, :class:`~mmgraph.sampling.NegativeSampler`);
   the authors also exclude the user's validation and test items.
 * Users without training interactions get an all-zero interest profile
   (the authors divide by zero).
+
+``benchmarks/parity/rearm.py`` runs the authors' code beside this model on
+identical weights, data and batches (results in ``benchmarks/RESULTS.md``).
 """
 from __future__ import annotations
 
