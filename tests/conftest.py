@@ -45,3 +45,22 @@ def _processed_cache(tmp_path_factory):
         os.environ.pop("MMGRAPH_CACHE", None)
     else:
         os.environ["MMGRAPH_CACHE"] = before
+
+
+# The hand-sized data sets of the per-model tests (tests/models/test_<model>.py). They
+# are here rather than in a tests/models/conftest.py: conftest files outside packages
+# all import as the module "conftest", and tests/data imports SHARED_DATA from it.
+
+@pytest.fixture(scope="module")
+def data_12x9():
+    """12 users, 9 items, image (7) and text (5) features: BM3, VBPR, FREEDOM, LATTICE."""
+    from model_helpers import make_data_12x9
+    return make_data_12x9()
+
+
+@pytest.fixture(scope="module")
+def data_24x18():
+    """24 users, 18 items, image (20) and text (10) features: MMGCN, GRCN, SLMRec, MGCN,
+    LGMRec."""
+    from model_helpers import make_data_24x18
+    return make_data_24x18()

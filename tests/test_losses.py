@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from oracles import ce_info_nce, naive_info_nce, naive_mmd, naive_orthogonal_loss
 
 from mmgraph.losses import (BPRLoss, InfoNCE, MMDLoss, bpr_loss, info_nce, l2_reg, mmd_loss,
                             neg_cosine, orthogonal_loss)
@@ -58,21 +58,14 @@ def test_l2_reg_lightgcn_form():
 
 
 # ------------------------------------------------------------------------- InfoNCE
-def _naive_info_nce(a, b, t):
-    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    pos = torch.exp((a * b).sum(1) / t)
-    tot = torch.exp(a @ b.t() / t).sum(1)
-    return -torch.log(pos / tot).mean()
-
-
 def test_info_nce_matches_naive():
     g = _gen(1)
     a, b = torch.randn(8, 5, generator=g, dtype=torch.float64), torch.randn(8, 5, generator=g,
                                                                               dtype=torch.float64)
     for t in (0.2, 0.5, 1.0):
-        assert torch.allclose(info_nce(a, b, t), _naive_info_nce(a, b, t), atol=1e-10)
+        assert torch.allclose(info_nce(a, b, t), naive_info_nce(a, b, t), atol=1e-10)
     sym = info_nce(a, b, 0.2, symmetric=True)
-    assert torch.allclose(sym, 0.5 * (_naive_info_nce(a, b, 0.2) + _naive_info_nce(b, a, 0.2)))
+    assert torch.allclose(sym, 0.5 * (naive_info_nce(a, b, 0.2) + naive_info_nce(b, a, 0.2)))
     assert InfoNCE(0.2)(a, b).item() == pytest.approx(info_nce(a, b, 0.2).item())
 
 
@@ -86,7 +79,7 @@ def test_info_nce_small_temperature_finite():
     loss.backward()
     assert torch.isfinite(a.grad).all()
     # float64 naive formula agrees where it does not overflow (|logit| <= 100)
-    ref = _naive_info_nce(a.detach().double(), b.double(), 0.01)
+    ref = naive_info_nce(a.detach().double(), b.double(), 0.01)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-4)
 
 
@@ -101,9 +94,9 @@ def test_info_nce_gradients_match_naive():
     a = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
     b = torch.randn(12, 5, generator=g, dtype=torch.float64, requires_grad=True)
     for sym in (False, True):
-        ref = _naive_info_nce(a, b, 0.3)
+        ref = naive_info_nce(a, b, 0.3)
         if sym:
-            ref = 0.5 * (ref + _naive_info_nce(b, a, 0.3))
+            ref = 0.5 * (ref + naive_info_nce(b, a, 0.3))
         want = torch.autograd.grad(ref, (a, b))
         got = torch.autograd.grad(info_nce(a, b, 0.3, symmetric=sym), (a, b))
         for w, x in zip(want, got):
@@ -144,17 +137,6 @@ def test_distinct_id_weights_counts():
 
 
 # ----------------------------------------------------------------------------- MMD
-def _naive_mmd(x, y, sigmas, normalize=True):
-    if normalize:
-        x, y = F.normalize(x, dim=1), F.normalize(y, dim=1)
-
-    def k(a, b):
-        d = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)      # [B, B, d] broadcast
-        return sum(torch.exp(-d / (2 * s * s)) for s in sigmas)
-
-    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
-
-
 def test_mmd_identical_zero_shifted_positive():
     g = _gen(3)
     x = torch.randn(32, 8, generator=g)
@@ -170,9 +152,9 @@ def test_mmd_matches_naive_several_sigmas():
     for sigmas in ((1.0,), (1.5,), (2.0,), (1.0, 1.5, 2.0), (0.3,)):
         for norm in (True, False):
             got = mmd_loss(x, y, sigmas, normalize=norm)
-            assert torch.allclose(got, _naive_mmd(x, y, sigmas, norm), atol=1e-10), (sigmas, norm)
-    assert mmd_loss(x, y, 1.5).item() == pytest.approx(_naive_mmd(x, y, (1.5,)).item())
-    assert MMDLoss((1.0, 2.0))(x, y).item() == pytest.approx(_naive_mmd(x, y, (1.0, 2.0)).item())
+            assert torch.allclose(got, naive_mmd(x, y, sigmas, norm), atol=1e-10), (sigmas, norm)
+    assert mmd_loss(x, y, 1.5).item() == pytest.approx(naive_mmd(x, y, (1.5,)).item())
+    assert MMDLoss((1.0, 2.0))(x, y).item() == pytest.approx(naive_mmd(x, y, (1.0, 2.0)).item())
 
 
 @pytest.mark.parametrize("sigmas", [(1.0,), (0.1, 1.5, 2.0)])
@@ -183,7 +165,7 @@ def test_mmd_gradients_match_naive_broadcast(sigmas):
     g = _gen(13)
     x = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
     y = (torch.randn(7, 5, generator=g, dtype=torch.float64) + 0.3).requires_grad_()
-    want = torch.autograd.grad(_naive_mmd(x, y, sigmas), (x, y))
+    want = torch.autograd.grad(naive_mmd(x, y, sigmas), (x, y))
     got = torch.autograd.grad(mmd_loss(x, y, sigmas), (x, y))
     for w, h in zip(want, got):
         assert torch.allclose(w, h, atol=1e-12)
@@ -197,7 +179,7 @@ def test_mmd_small_bandwidth_float32_finite():
     loss = mmd_loss(x, y, sigmas=(0.05,))
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
-    ref = _naive_mmd(x.detach().double(), y.double(), (0.05,))
+    ref = naive_mmd(x.detach().double(), y.double(), (0.05,))
     assert loss.item() == pytest.approx(ref.item(), rel=1e-4, abs=1e-6)
 
 
@@ -258,15 +240,9 @@ def test_orthogonal_loss_detach_norm_holds_row_norms_constant():
     a0 = torch.randn(10, 4, generator=g, dtype=torch.float64)
     b0 = torch.randn(10, 3, generator=g, dtype=torch.float64)
 
-    def reference(a, b):
-        # REARM's form: centred rows divided by their norms taken as constants
-        a, b = a - a.mean(0), b - b.mean(0)
-        na, nb = a.norm(dim=1, keepdim=True).detach(), b.norm(dim=1, keepdim=True).detach()
-        return ((a / (na + 1e-6)).t() @ (b / (nb + 1e-6))).pow(2).mean()
-
     grads = {}
     for name, fn in (("detached", lambda a, b: orthogonal_loss(a, b, detach_norm=True)),
-                     ("reference", reference), ("through", orthogonal_loss)):
+                     ("reference", naive_orthogonal_loss), ("through", orthogonal_loss)):
         a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
         value = fn(a, b)
         grads[name] = (value.item(), *torch.autograd.grad(value, (a, b)))
@@ -280,11 +256,6 @@ def test_orthogonal_loss_detach_norm_holds_row_norms_constant():
 
 
 # ------------------------------------------------------------------ pool InfoNCE
-def _pool_nce_reference(a, p, ids, tau, reduction="sum"):
-    logits = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).t() / tau
-    return F.cross_entropy(logits, ids, reduction=reduction)
-
-
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_pool_info_nce_matches_cross_entropy_value_and_gradients(reduction):
     from mmgraph.losses import pool_info_nce
@@ -294,7 +265,7 @@ def test_pool_info_nce_matches_cross_entropy_value_and_gradients(reduction):
     ids = torch.tensor([0, 3, 3, 10, 5, 1, 7])          # repeated positives too
     got = pool_info_nce(a, p, ids, 0.3, reduction)
     ga, gp = torch.autograd.grad(got, (a, p))
-    want = _pool_nce_reference(a, p, ids, 0.3, reduction)
+    want = ce_info_nce(a, p, ids, 0.3, reduction)
     wa, wp = torch.autograd.grad(want, (a, p))
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     # float64 autograd reference to 1e-12 (gradcheck itself backpropagates twice, see below)
@@ -309,11 +280,11 @@ def test_pool_info_nce_small_temperature_and_scaled_grad():
     ids = torch.randint(0, 300, (64,), generator=g)
     loss = PoolInfoNCE(temperature=0.01)(a, p, ids)          # logits up to 100: no overflow
     assert torch.isfinite(loss)
-    assert loss.item() == pytest.approx(_pool_nce_reference(a, p, ids, 0.01).item(), rel=1e-5)
+    assert loss.item() == pytest.approx(ce_info_nce(a, p, ids, 0.01).item(), rel=1e-5)
     (3.0 * loss).backward()                                  # upstream gradient is applied
     ga = a.grad.clone()
     a.grad = None
-    (3.0 * _pool_nce_reference(a, p, ids, 0.01)).backward()
+    (3.0 * ce_info_nce(a, p, ids, 0.01)).backward()
     assert torch.allclose(ga, a.grad, rtol=1e-4, atol=1e-6)
     # only the anchor needs a gradient: the pool's is not computed
     loss = pool_info_nce(a, p.detach(), ids, 0.2)
@@ -350,7 +321,7 @@ def test_pool_info_nce_factored_pool_equals_dense(reduction):
     ids = torch.tensor([0, 12, 5, 5, 7, 1])
     got = pool_info_nce(a, (left, right), ids, 0.2, reduction)
     g_got = torch.autograd.grad(got, (a, left, right))
-    want = _pool_nce_reference(a, left @ right, ids, 0.2, reduction)
+    want = ce_info_nce(a, left @ right, ids, 0.2, reduction)
     g_want = torch.autograd.grad(want, (a, left, right))
     assert got.item() == pytest.approx(want.item(), rel=1e-12)
     for x, y in zip(g_got, g_want):

@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+from oracles import dense_interactions, dense_norm_adj
 
 from mmgraph.data.hetero import INTERACTS, build_hetero
 from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_from_edges,
@@ -17,21 +18,6 @@ def random_bipartite(n_users=9, n_items=7, n_edges=30, seed=0):
     u = torch.randint(0, n_users - 1, (n_edges,), generator=g)  # last user isolated
     i = torch.randint(0, n_items - 1, (n_edges,), generator=g)  # last item isolated
     return torch.stack([u, i])
-
-
-def dense_norm_adj(ei, n_users, n_items, weight=None):
-    n = n_users + n_items
-    a = torch.zeros(n, n, dtype=torch.float64)
-    w = torch.ones(ei.size(1), dtype=torch.float64) if weight is None else weight.double()
-    if weight is None:
-        a[ei[0], ei[1] + n_users] = 1.0
-        a[ei[1] + n_users, ei[0]] = 1.0
-    else:
-        a.index_put_((ei[0], ei[1] + n_users), w, accumulate=True)
-        a.index_put_((ei[1] + n_users, ei[0]), w, accumulate=True)
-    d = a.sum(1)
-    dis = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
-    return dis[:, None] * a * dis[None, :]
 
 
 def make_data(n_users=9, n_items=7, seed=0, feats=None):
@@ -57,7 +43,8 @@ def test_bipartite_adjacency_equals_dense_formula():
     ei_dup = torch.cat([ei, ei[:, :5]], 1)  # duplicates count once
     adj = bipartite_adjacency_from_edges(ei_dup, 9, 7)
     assert adj.symmetric and adj.size == (16, 16)
-    torch.testing.assert_close(adj.to_dense().double(), dense_norm_adj(ei, 9, 7), atol=1e-6,
+    torch.testing.assert_close(adj.to_dense().double(),
+                               dense_norm_adj(ei, 9, 7, dtype=torch.float64), atol=1e-6,
                                rtol=1e-6)
     assert adj.to_dense()[8].abs().sum() == 0 and adj.to_dense()[15].abs().sum() == 0
     assert adj.is_symmetric()
@@ -68,7 +55,8 @@ def test_bipartite_adjacency_weighted():
     ei = random_bipartite(seed=3)
     w = torch.rand(ei.size(1)) + 0.5
     adj = bipartite_adjacency_from_edges(ei, 9, 7, edge_weight=w)
-    torch.testing.assert_close(adj.to_dense().double(), dense_norm_adj(ei, 9, 7, w), atol=1e-6,
+    torch.testing.assert_close(adj.to_dense().double(),
+                               dense_norm_adj(ei, 9, 7, w, dtype=torch.float64), atol=1e-6,
                                rtol=1e-6)
 
 
@@ -81,15 +69,15 @@ def test_bipartite_adjacency_cache_and_invalidation():
     a2 = bipartite_adjacency(data)
     assert a2 is not a1
     torch.testing.assert_close(a2.to_dense().double(),
-                               dense_norm_adj(data[INTERACTS].edge_index, 9, 7), atol=1e-6,
-                               rtol=1e-6)
+                               dense_norm_adj(data[INTERACTS].edge_index, 9, 7,
+                                              dtype=torch.float64), atol=1e-6, rtol=1e-6)
     # replacing the tensor invalidates
     data[INTERACTS].edge_index = random_bipartite(seed=2)
     a3 = bipartite_adjacency(data)
     assert a3 is not a2
     torch.testing.assert_close(a3.to_dense().double(),
-                               dense_norm_adj(data[INTERACTS].edge_index, 9, 7), atol=1e-6,
-                               rtol=1e-6)
+                               dense_norm_adj(data[INTERACTS].edge_index, 9, 7,
+                                              dtype=torch.float64), atol=1e-6, rtol=1e-6)
     assert bipartite_adjacency(data, cache=False) is not a3
 
 
@@ -103,8 +91,7 @@ def test_bipartite_errors():
 def test_interaction_matrix_normalisations():
     data = make_data(seed=4)
     ei = data[INTERACTS].edge_index
-    r = torch.zeros(9, 7, dtype=torch.float64)
-    r[ei[0], ei[1]] = 1.0
+    r = dense_interactions(ei, 9, 7, dtype=torch.float64)
     torch.testing.assert_close(interaction_matrix(data).to_dense().double(), r)
     du, di = r.sum(1, keepdim=True), r.sum(0, keepdim=True)
     row = torch.where(du > 0, r / du.clamp_min(1), torch.zeros_like(r))
@@ -122,7 +109,7 @@ def test_interaction_matrix_normalisations():
 def test_bipartite_gcn_norm_matches_adjacency():
     ei = torch.unique(random_bipartite(seed=5), dim=1)
     w = bipartite_gcn_norm(ei, 9, 7)
-    dense = dense_norm_adj(ei, 9, 7)
+    dense = dense_norm_adj(ei, 9, 7, dtype=torch.float64)
     torch.testing.assert_close(w.double(), dense[ei[0], ei[1] + 9], atol=1e-6, rtol=1e-6)
 
 
@@ -135,7 +122,8 @@ def test_prune_edges_by_degree():
     keys = set((ei[0] * 15 + ei[1]).tolist())
     assert set((kept[0] * 15 + kept[1]).tolist()) <= keys
     adj = bipartite_adjacency_from_edges(kept, 20, 15)
-    torch.testing.assert_close(adj.to_dense().double(), dense_norm_adj(kept, 20, 15), atol=1e-6,
+    torch.testing.assert_close(adj.to_dense().double(),
+                               dense_norm_adj(kept, 20, 15, dtype=torch.float64), atol=1e-6,
                                rtol=1e-6)
     with pytest.raises(ValueError, match="keep_ratio"):
         prune_edges_by_degree(ei, 20, 15, 0.0)
@@ -335,8 +323,7 @@ def test_cooccurrence_fill_repeat_draws_uniformly():
 @pytest.mark.parametrize("chunk", [1, 4, 9, None])
 def test_cooccurrence_equals_dense(chunk):
     ei = random_bipartite(12, 10, 50, seed=7)
-    r = torch.zeros(12, 10)
-    r[ei[0], ei[1]] = 1.0
+    r = dense_interactions(ei, 12, 10)
     for side, cm in (("item", r.t() @ r), ("user", r @ r.t())):
         cm = cm.clone()
         cm.fill_diagonal_(-1)
@@ -354,8 +341,7 @@ def test_user_interest_graph():
     g = torch.Generator().manual_seed(3)
     data = make_data(feats={"text": torch.randn(7, 6, generator=g)})
     ei = data[INTERACTS].edge_index
-    r = torch.zeros(9, 7)
-    r[ei[0], ei[1]] = 1.0
+    r = dense_interactions(ei, 9, 7)
     prof = torch.where(r.sum(1, keepdim=True) > 0, r / r.sum(1, keepdim=True).clamp_min(1), r) \
         @ data["item"].x_text
     torch.testing.assert_close(user_profiles(data, "text"), prof, atol=1e-6, rtol=1e-6)

@@ -1,10 +1,11 @@
 """LightGCNConv / LightGCNEncoder / ItemItemConv: parity with dense formulas and PyG's LGConv."""
 import pytest
 import torch
+from oracles import dense_norm_adj
 from torch_geometric.nn import LGConv
 
 from mmgraph.backend import has_torch_sparse
-from mmgraph.data.hetero import INTERACTS, build_hetero
+from mmgraph.data.hetero import build_hetero
 from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_from_edges,
                            bipartite_gcn_norm, interaction_matrix, knn_graph)
 from mmgraph.nn import ItemItemConv, LightGCNConv, LightGCNEncoder
@@ -21,15 +22,6 @@ def bipartite_edges(seed=0, n_edges=40):
 
 def homogeneous(ei):
     return torch.cat([torch.stack([ei[0], ei[1] + U]), torch.stack([ei[1] + U, ei[0]])], 1)
-
-
-def dense_adj(ei):
-    a = torch.zeros(U + I, U + I, dtype=torch.float64)
-    a[ei[0], ei[1] + U] = 1.0
-    a[ei[1] + U, ei[0]] = 1.0
-    d = a.sum(1)
-    dis = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
-    return dis[:, None] * a * dis[None, :]
 
 
 def feats(seed=1, dtype=torch.float32):
@@ -54,7 +46,8 @@ def test_conv_sparse_adj_matches_lgconv_and_dense():
     x = torch.randn(U + I, D)
     out = LightGCNConv()(x, adj)
     torch.testing.assert_close(out, LGConv()(x, homogeneous(ei)))
-    torch.testing.assert_close(out.double(), dense_adj(ei) @ x.double(), atol=1e-6, rtol=1e-6)
+    ref = dense_norm_adj(ei, U, I, dtype=torch.float64) @ x.double()
+    torch.testing.assert_close(out.double(), ref, atol=1e-6, rtol=1e-6)
     # torch.sparse adj_t goes through MessagePassing.propagate's fused path
     out2 = LightGCNConv()(x, adj.to_torch_sparse())
     torch.testing.assert_close(out2, out)
@@ -63,7 +56,7 @@ def test_conv_sparse_adj_matches_lgconv_and_dense():
 def test_conv_bipartite_both_directions():
     ei = bipartite_edges(seed=3)
     xu, xi = feats()
-    a = dense_adj(ei)
+    a = dense_norm_adj(ei, U, I, dtype=torch.float64)
     r_hat = a[:U, U:]  # [U, I]
     w = bipartite_gcn_norm(ei, U, I)
     conv = LightGCNConv(normalize=False)
@@ -109,7 +102,7 @@ def test_encoder_equals_dense_formula_all_graph_inputs(layers):
     ei = bipartite_edges(seed=4)
     data = build_hetero(U, I, ei)
     xu, xi = feats()
-    ru, ri = dense_encoder(xu, xi, dense_adj(ei), layers)
+    ru, ri = dense_encoder(xu, xi, dense_norm_adj(ei, U, I, dtype=torch.float64), layers)
     enc = LightGCNEncoder(layers)
     for graph in (bipartite_adjacency(data), interaction_matrix(data, "sym"), data, ei,
                   bipartite_adjacency(data).to_torch_sparse()):
@@ -134,7 +127,7 @@ def test_encoder_equals_stacked_lgconv_mean():
 def test_encoder_readouts_and_layers():
     ei = bipartite_edges(seed=6)
     adj = bipartite_adjacency_from_edges(ei, U, I)
-    a = dense_adj(ei)
+    a = dense_norm_adj(ei, U, I, dtype=torch.float64)
     xu, xi = feats(seed=3)
     for ro, ws in (("sum", [1, 1, 1]), ("last", [0, 0, 1]), ([0.5, 0.3, 0.2], [0.5, 0.3, 0.2])):
         ru, ri = dense_encoder(xu, xi, a, 2, ws)
@@ -154,7 +147,7 @@ def test_encoder_readouts_and_layers():
 
 def test_encoder_gradients_match_dense_autograd():
     ei = bipartite_edges(seed=7)
-    a = dense_adj(ei)
+    a = dense_norm_adj(ei, U, I, dtype=torch.float64)
     xu, xi = feats(seed=4, dtype=torch.float64)
     xu.requires_grad_()
     xi.requires_grad_()

@@ -4,6 +4,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import naive_fusion
 from torch import nn
 
 from mmgraph.nn.dream import DREAM
@@ -75,15 +76,6 @@ def test_gate():
     g = ModalityGate(8, feature_dim=12)
     e, f = torch.randn(5, 8), torch.randn(5, 12)
     torch.testing.assert_close(g(e, f), e * torch.sigmoid(f @ g.lin.weight.t() + g.lin.bias))
-
-
-def naive_fusion(fusion, views, collab):
-    """Per-modality loop written out like the authors' two-modality code."""
-    scores = torch.cat([fusion.query(v) for v in views], -1)        # [N, M]
-    w = torch.softmax(scores, -1)
-    common = sum(w[:, m:m + 1] * v for m, v in enumerate(views))
-    sep = [torch.sigmoid(fusion.prefer[m](collab)) * (v - common) for m, v in enumerate(views)]
-    return (sum(sep) + common) / (len(views) + 1), w
 
 
 @pytest.mark.parametrize("M", [1, 2, 3])
