@@ -220,7 +220,7 @@ class NaiveMambaRec(nn.Module):
         for m in self.mods:
             z = self.dropout(self.norm(self.dream_out(m)))
             x = self.item_emb * torch.sigmoid(self.gate[m](z))
-            for _ in range(self.cfg.num_item_layers):
+            for _ in range(self.cfg.num_ii_layers):
                 x = torch.sparse.mm(self.knn[m], x)
             views.append(torch.cat([torch.sparse.mm(self.R, x), x], 0))
         ego = torch.cat([self.user_emb, self.item_emb], 0)
@@ -406,7 +406,7 @@ def step_cost(model: MambaRec, batch, batch_size: int) -> dict:
     model.zero_grad(set_to_none=True)
     cfg, d = model.config, model.config.embedding_dim
     nnz = (model.graph("adj").nnz * cfg.num_ui_layers
-           + sum(model.graph("R").nnz + model.graph(f"knn_{m}").nnz * cfg.num_item_layers
+           + sum(model.graph("R").nnz + model.graph(f"knn_{m}").nnz * cfg.num_ii_layers
                  for m in model.modalities))
     sparse = 2 * 2 * nnz * d                                   # forward + backward
     params = sum(p.numel() for p in model.parameters() if p.requires_grad) * 4

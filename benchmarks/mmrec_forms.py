@@ -162,8 +162,8 @@ class MMRecLGMRec(_Reference):
 
     def _soft(self, logits: Tensor) -> Tensor:
         if self.noise:
-            return F.gumbel_softmax(logits, self.cfg.tau, dim=1, hard=False)
-        return torch.softmax(logits / self.cfg.tau, dim=1)
+            return F.gumbel_softmax(logits, self.cfg.temperature, dim=1, hard=False)
+        return torch.softmax(logits / self.cfg.temperature, dim=1)
 
     def _modal_view(self, feat: Tensor, trs: Tensor) -> Tensor:
         items = torch.mm(feat, trs)
@@ -197,8 +197,8 @@ class MMRecLGMRec(_Reference):
 
     def _ssl(self, anchor: Tensor, positive: Tensor, pool: Tensor) -> Tensor:
         a, p, pool = F.normalize(anchor), F.normalize(positive), F.normalize(pool)
-        numer = torch.exp((a * p).sum(dim=1) / self.cfg.tau)
-        denom = torch.exp(torch.matmul(a, pool.T) / self.cfg.tau).sum(dim=1)
+        numer = torch.exp((a * p).sum(dim=1) / self.cfg.temperature)
+        denom = torch.exp(torch.matmul(a, pool.T) / self.cfg.temperature).sum(dim=1)
         return -torch.log(numer / denom).sum()
 
     def loss_terms(self, users: Tensor, pos: Tensor, neg: Tensor) -> dict[str, Tensor]:
@@ -351,7 +351,7 @@ class MMRecFREEDOM(_Reference):
 
     def forward(self, adj: Tensor):
         h = self.item_id_embedding.weight
-        for _ in range(self.cfg.num_mm_layers):
+        for _ in range(self.cfg.num_ii_layers):
             h = torch.sparse.mm(self.mm_adj, h)
         ego = torch.cat([self.user_embedding.weight, self.item_id_embedding.weight])
         x = _lightgcn(adj, ego, self.cfg.num_ui_layers)

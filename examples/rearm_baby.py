@@ -13,9 +13,9 @@ text features that carry a planted signal.
 Settings are the authors' Baby command (github.com/MrShouxingMa/REARM,
 README): 4 user-item layers, rank 3, s_drop 0.4, m_drop 0.6, user/item kNN
 40/10, co-occurrence weights 0.4/0.2, image weights 0.2 (users) / 0 (items),
-cl_tmp 0.6, cl weight 5e-6, diff weight 5e-5; AdamW, lr 5e-5 held constant,
-weight decay 5e-4, batch 2048, early stopping on valid Recall@20 with
-patience 20, at most 2000 epochs.
+InfoNCE temperature 0.6 (their cl_tmp), cl weight 5e-6, diff weight 5e-5;
+AdamW, lr 5e-5 held constant, weight decay 5e-4, batch 2048, early stopping
+on valid Recall@20 with patience 20, at most 2000 epochs.
 
 Writes ``results.json``, ``results.md``, ``metrics.jsonl``, ``summary.json``
 and ``learning_curve.png`` (with matplotlib) into ``--out`` (replacing the

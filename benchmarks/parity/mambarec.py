@@ -150,7 +150,7 @@ def build(args, data, vision, text, folder):
     write_features(data, folder, (vision, text))
     stub = MMRecStub(data, folder, {
         "cl_loss": cfg.cl_weight, "n_ui_layers": cfg.num_ui_layers, "embedding_size": cfg.embedding_dim,
-        "knn_k": cfg.knn_k, "n_layers": cfg.num_item_layers, "reg_weight": cfg.reg_weight,
+        "knn_k": cfg.knn_k, "n_layers": cfg.num_ii_layers, "reg_weight": cfg.reg_weight,
         "mmd_weight": args.mmd_weight, "mmd_kernel_bandwidth": args.mmd_sigma,
         "reduction_factor": 8}, vision, text, args.batch_size)
     theirs = upstream.MambaRec(stub.config, stub.loader)

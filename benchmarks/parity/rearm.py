@@ -93,10 +93,10 @@ def authors_config(cfg: REARMConfig, name: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(
         dataset=name, device=torch.device("cpu"), embedding_dim=cfg.embedding_dim,
         reg_weight=5e-4, n_layers=cfg.num_layers, rank=cfg.rank, s_drop=0.0, m_drop=0.0,
-        cl_tmp=cfg.cl_tmp, cl_loss_weight=cfg.cl_loss_weight,
+        cl_tmp=cfg.temperature, cl_loss_weight=cfg.cl_weight,
         diff_loss_weight=cfg.diff_loss_weight, item_knn_k=cfg.item_knn_k,
         user_knn_k=cfg.user_knn_k, num_user_co=cfg.user_knn_k, num_item_co=cfg.item_knn_k,
-        n_ii_layers=cfg.n_ii_layers, n_uu_layers=cfg.n_uu_layers,
+        n_ii_layers=cfg.num_ii_layers, n_uu_layers=cfg.num_uu_layers,
         uu_co_weight=cfg.uu_co_weight, ii_co_weight=cfg.ii_co_weight,
         user_aggr_mode=cfg.co_weighting, i_mm_image_weight=cfg.i_mm_image_weight,
         u_mm_image_weight=cfg.u_mm_image_weight)

@@ -32,7 +32,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..models.base import get_model_class
+from ..models.base import get_model_class, upgrade_options
 from ..train.checkpoint import atomic_write
 from ..train.config import RESUMABLE_CHANGES, TrainConfig
 from ..train.runfolder import to_json
@@ -49,6 +49,17 @@ IGNORED_TRAIN_FIELDS = ("seed",) + tuple(k for k in RESUMABLE_CHANGES if k != "e
 
 
 _TRAIN_DEFAULTS = json.loads(to_json(dataclasses.asdict(TrainConfig())))
+
+
+def _model_options(model: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """A run's model options under today's names, options added since at their
+    defaults (so that older records group with newer ones)."""
+    try:
+        cls = get_model_class(model)
+    except ValueError:
+        return dict(recorded)
+    defaults = json.loads(to_json(dataclasses.asdict(cls.config_class())))
+    return {**defaults, **upgrade_options(cls.config_class, recorded)}
 
 
 @dataclass
@@ -121,7 +132,8 @@ def read_run(path: str | Path) -> RunRecord | None:
     metric = train.get("valid_metric", "recall@20")
     curve = [(h["epoch"], h["valid"][metric]) for h in res.get("history", []) if "valid" in h]
     spe = res.get("seconds_per_epoch")
-    return RunRecord(path=path, model=meta["model"], model_config=meta.get("model_config", {}),
+    return RunRecord(path=path, model=meta["model"],
+                     model_config=_model_options(meta["model"], meta.get("model_config", {})),
                      train_config=train, data=meta.get("data"), seed=int(train.get("seed", 0)),
                      best_epoch=int(res["best_epoch"]), valid=res.get("best_valid", {}),
                      test=res.get("test", {}), epochs_run=int(res.get("epochs_run", 0)),

@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import functools
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -72,7 +73,7 @@ FIELD_RANGES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("*_dim", "*knn_k", "num_*", "rank"), ">= 1"),
     (("*_weight",), ">= 0"),
     (("dropout", "*_drop"), "in [0, 1]"),
-    (("temperature", "*_temperature", "tau", "cl_tmp"), "> 0"),
+    (("temperature", "*_temperature"), "> 0"),
 )
 _RANGE_TESTS = {">= 0": lambda v: v >= 0, ">= 1": lambda v: v >= 1, "> 0": lambda v: v > 0,
                 "in [0, 1]": lambda v: 0 <= v <= 1}
@@ -113,9 +114,22 @@ class ModelConfig:
     """
     embedding_dim: int = 64
     reg_weight: float = 1e-4
+    #: options renamed to the one vocabulary, ``{old name: new name}``: the old
+    #: name still works (a ``DeprecationWarning``; the CLI says so) for one
+    #: release, and run records written with it load (:func:`upgrade_options`)
+    renamed: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self):
         check_field_ranges(self)
+
+    def __getattr__(self, name: str):
+        # only reached when normal lookup fails: an old option name reads the new one
+        new = type(self).renamed.get(name)
+        if new is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(f"{type(self).__name__}: option {name!r} is now {new!r} (the old name "
+                      f"goes in the next release)", DeprecationWarning, stacklevel=2)
+        return getattr(self, new)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -127,6 +141,47 @@ class ModelConfig:
                 check_field_ranges(self)
             __post_init__._checks_field_ranges = True
             cls.__post_init__ = __post_init__
+
+
+def upgrade_options(config_class: type, options: dict[str, Any], warn: bool = False
+                    ) -> dict[str, Any]:
+    """``options`` with the old names of ``config_class.renamed`` replaced by the
+    new ones (run records, CLI and Python overrides). ``warn``: a
+    ``DeprecationWarning`` per old name used.
+
+    Raises:
+        ValueError: an option given under both its old and its new name.
+    """
+    renamed = getattr(config_class, "renamed", {})
+    if not renamed or not any(k in renamed for k in options):
+        return dict(options)
+    out = {}
+    for key, value in options.items():
+        new = renamed.get(key)
+        if new is None:
+            out.setdefault(key, value)
+            continue
+        if new in options:
+            raise ValueError(f"{config_class.__name__}: {key!r} is the old name of {new!r}; "
+                             f"give only {new!r}")
+        if warn:
+            warnings.warn(f"{config_class.__name__}: option {key!r} is now {new!r} (the old "
+                          f"name goes in the next release)", DeprecationWarning, stacklevel=3)
+        out[new] = value
+    return out
+
+
+def _accept_renamed_options(config_class: type) -> None:
+    """Let ``config_class(old_name=...)`` work with a warning (see ``renamed``)."""
+    init = config_class.__init__
+    if not getattr(config_class, "renamed", None) or getattr(init, "_accepts_renamed", False):
+        return
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **upgrade_options(config_class, kwargs, warn=True))
+    __init__._accepts_renamed = True
+    config_class.__init__ = __init__
 
 
 class Recommender(torch.nn.Module):
@@ -275,6 +330,7 @@ def register(cls: type[Recommender]) -> type[Recommender]:
         raise ValueError(f"{cls.__name__} has no registry name")
     if cls.name in MODELS and MODELS[cls.name] is not cls:
         raise ValueError(f"model name {cls.name!r} registered twice")
+    _accept_renamed_options(cls.config_class)
     MODELS[cls.name] = cls
     return cls
 

@@ -40,7 +40,7 @@ class FREEDOMConfig(ModelConfig):
             modalities share ``1 - mm_image_weight`` (0.1, so text gets 0.9).
         modality_weights: explicit ``{modality: weight}`` mix (overrides
             ``mm_image_weight``).
-        num_mm_layers: propagation steps over the item-item graph (1).
+        num_ii_layers: propagation steps over the item-item graph (1).
         num_ui_layers: LightGCN layers over the user-item graph (2).
         dropout: share of user-item edges pruned every epoch (0.8; MMRec's
             grid is {0.8, 0.9}).
@@ -53,12 +53,13 @@ class FREEDOMConfig(ModelConfig):
             graph is always built from the features given in the data.
         modalities: which of the data's modalities to use (``None``: all).
     """
+    renamed = {"num_mm_layers": "num_ii_layers"}
     embedding_dim: int = 64
     knn_k: int = 10
     knn_method: str = "exact"
     mm_image_weight: float = 0.1
     modality_weights: Optional[dict[str, float]] = None
-    num_mm_layers: int = 1
+    num_ii_layers: int = 1
     num_ui_layers: int = 2
     dropout: float = 0.8
     reg_weight: float = 1e-4
@@ -73,7 +74,7 @@ class FREEDOMConfig(ModelConfig):
         for name in ("embedding_dim", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_mm_layers", "num_ui_layers"):
+        for name in ("num_ii_layers", "num_ui_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -150,7 +151,7 @@ class FREEDOM(Recommender):
             for m in names})
         self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
         self.encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
-        self.item_conv = ItemItemConv(cfg.num_mm_layers, readout="last")
+        self.item_conv = ItemItemConv(cfg.num_ii_layers, readout="last")
 
         # graphs (built once through mmgraph.graph, cached on data, not saved)
         self.register_graph("train_edges", split_edge_index(data, "train"))

@@ -44,7 +44,7 @@ class LATTICEConfig(ModelConfig):
             is always exact.
         lambda_coeff: skip-connection weight :math:`\lambda` of the frozen
             graph, ``S = (1 - lambda) S_learned + lambda S_frozen`` (0.9).
-        num_item_layers: propagation steps over the item-item graph (1).
+        num_ii_layers: propagation steps over the item-item graph (1).
         num_ui_layers: LightGCN layers over the user-item graph (2, MMRec's
             ``weight_size: [64, 64]``).
         reg_weight: weight of the L2 term on the batch's *final* user /
@@ -63,12 +63,13 @@ class LATTICEConfig(ModelConfig):
             (``None``: automatic, see :func:`~mmgraph.graph.knn_topk`).
         modalities: which of the data's modalities to use (``None``: all).
     """
+    renamed = {"num_item_layers": "num_ii_layers"}
     embedding_dim: int = 64
     feat_embed_dim: int = 64
     knn_k: int = 10
     knn_method: str = "exact"
     lambda_coeff: float = 0.9
-    num_item_layers: int = 1
+    num_ii_layers: int = 1
     num_ui_layers: int = 2
     reg_weight: float = 1e-5
     ui_adjacency: str = "mean"
@@ -83,7 +84,7 @@ class LATTICEConfig(ModelConfig):
         for name in ("embedding_dim", "feat_embed_dim", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_item_layers", "num_ui_layers"):
+        for name in ("num_ii_layers", "num_ui_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.lambda_coeff <= 1.0:
@@ -172,7 +173,7 @@ class LATTICE(Recommender):
         self.modal_weight = nn.Parameter(torch.empty(len(names))) if len(names) > 1 else None
         self.features = ModalityFeatures({m: feats[m] for m in names}, trainable=cfg.trainable_features)
         self.encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
-        self.item_conv = ItemItemConv(cfg.num_item_layers, readout="last")
+        self.item_conv = ItemItemConv(cfg.num_ii_layers, readout="last")
 
         self.register_graph("adj", mean_bipartite_adjacency(data) if cfg.ui_adjacency == "mean"
                             else bipartite_adjacency(data))

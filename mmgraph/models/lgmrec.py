@@ -28,7 +28,7 @@ with dropout ``1 - keep_rate``; per hypergraph layer
 
 **Loss.** BPR + ``cl_weight`` x hypergraph contrastive loss (for each pair of
 modalities, user and item hypergraph embeddings of the batch are contrasted
-against *all* users / items, temperature ``tau``, summed over the batch;
+against *all* users / items, temperature ``temperature``, summed over the batch;
 :func:`~mmgraph.losses.pool_info_nce`, with the pool in factored form: the
 hypergraph embeddings :math:`\mathbf H\boldsymbol\Lambda` have rank ``num_hyperedges``,
 so the ``[B, N]`` logits cost a rank-``H`` product instead of a rank-``d`` one) +
@@ -72,8 +72,9 @@ class LGMRecConfig(ModelConfig):
         keep_rate: 1 - dropout on the hyperedge affinities (0.5).
         alpha: weight of the global embeddings (0.3).
         cl_weight: weight of the hypergraph contrastive loss (1e-4).
-        tau: Gumbel-softmax and contrastive temperature (0.2).
+        temperature: Gumbel-softmax and contrastive temperature (MMRec ``tau``, 0.2).
     """
+    renamed = {"tau": "temperature"}
     embedding_dim: int = 64
     reg_weight: float = 1e-6
     feat_embed_dim: int = 64
@@ -85,7 +86,7 @@ class LGMRecConfig(ModelConfig):
     keep_rate: float = 0.5
     alpha: float = 0.3
     cl_weight: float = 1e-4
-    tau: float = 0.2
+    temperature: float = 0.2
 
 
 @register
@@ -111,8 +112,8 @@ class LGMRec(Recommender):
             raise ValueError(f"num_hyperedges must be >= 1, got {cfg.num_hyperedges}")
         if not 0.0 < cfg.keep_rate <= 1.0:
             raise ValueError(f"keep_rate must be in (0, 1], got {cfg.keep_rate}")
-        if cfg.tau <= 0:
-            raise ValueError(f"tau must be positive, got {cfg.tau}")
+        if cfg.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {cfg.temperature}")
         if cfg.num_ui_layers < 0 or cfg.num_mm_layers < 0:
             raise ValueError("num_ui_layers and num_mm_layers must be >= 0")
         feats = modality_features(data)
@@ -145,7 +146,7 @@ class LGMRec(Recommender):
 
     def _affinity(self, logits: Tensor) -> Tensor:
         """Soft hyperedge assignment: Gumbel-softmax in training, softmax in eval."""
-        tau = self.config.tau
+        tau = self.config.temperature
         if self.training:
             return F.gumbel_softmax(logits, tau=tau, hard=False, dim=1)
         return torch.softmax(logits / tau, dim=1)
@@ -206,8 +207,8 @@ class LGMRec(Recommender):
             for b in range(a + 1, n_mod):
                 # the pools z = H Lambda have rank num_hyperedges: factored logits
                 h_u, h_i, lat = fac[b]
-                cl = cl + pool_info_nce(hu[a][users], (h_u, lat), users, cfg.tau)
-                cl = cl + pool_info_nce(hi[a][pos], (h_i, lat), pos, cfg.tau)
+                cl = cl + pool_info_nce(hu[a][users], (h_u, lat), users, cfg.temperature)
+                cl = cl + pool_info_nce(hi[a][pos], (h_i, lat), pos, cfg.temperature)
         reg = l2_reg(u, p, n, batch_size=users.numel(), squared=False)
         return {"bpr": bpr_loss(pos_s, neg_s), "cl": cfg.cl_weight * cl,
                 "reg": cfg.reg_weight * reg}

@@ -32,7 +32,7 @@ class MambaRecConfig(ModelConfig):
     Attributes:
         embedding_dim: ``d`` (64).
         num_ui_layers: LightGCN layers of the user-item view (4).
-        num_item_layers: propagation layers over each modality's item-item
+        num_ii_layers: propagation layers over each modality's item-item
             kNN graph (1).
         knn_k: neighbours per item in the modality kNN graphs (10).
         knn_method: how those graphs are built: ``'exact'`` (default) or
@@ -85,9 +85,10 @@ class MambaRecConfig(ModelConfig):
         embedding_init_std: standard deviation of ``'normal'`` (0.1, the
             LightGCN authors' initialisation).
     """
+    renamed = {"num_item_layers": "num_ii_layers"}
     embedding_dim: int = 64
     num_ui_layers: int = 4
-    num_item_layers: int = 1
+    num_ii_layers: int = 1
     knn_k: int = 10
     knn_method: str = "exact"
     knn_normalization: str = "sym"
@@ -122,7 +123,7 @@ class MambaRecConfig(ModelConfig):
         for name in ("embedding_dim", "knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_ui_layers", "num_item_layers"):
+        for name in ("num_ui_layers", "num_ii_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -266,7 +267,7 @@ class MambaRec(Recommender):
             self.gates[m] = ModalityGate(d)
         self.fusion = ModalityAttentionFusion(d, len(names)) if len(names) > 1 else None
         self.encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
-        self.item_conv = ItemItemConv(cfg.num_item_layers, readout="last")
+        self.item_conv = ItemItemConv(cfg.num_ii_layers, readout="last")
 
         # graphs: built once through mmgraph.graph (cached on data), not saved
         self.register_graph("adj", bipartite_adjacency(data))

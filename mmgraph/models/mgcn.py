@@ -12,7 +12,7 @@ gate the item ID embedding,
 **Item-item view.** Per modality, a frozen cosine kNN graph
 :math:`\mathbf S_m` over the raw features (top-``knn_k``, similarity
 weights, symmetric normalisation; :func:`~mmgraph.graph.modality_knn_graph`)
-propagates the purified items ``num_mm_layers`` times,
+propagates the purified items ``num_ii_layers`` times,
 :math:`\mathbf h^{(m)}_I = \mathbf S_m^{L}\mathbf e^{(m)}`, and users average
 them through the normalised interaction matrix,
 :math:`\mathbf h^{(m)}_U = \hat{\mathbf R}\mathbf h^{(m)}_I`.
@@ -26,7 +26,7 @@ Final embeddings :math:`\mathbf c + \mathbf s`.
 **Loss.** BPR on the final embeddings + ``reg_weight`` x
 :func:`~mmgraph.losses.l2_reg` of the batch's final embeddings +
 ``cl_weight`` x (InfoNCE(side, user-item view) of the batch's positive items
-+ the same for its users), temperature ``cl_temperature``.
++ the same for its users), temperature ``temperature``.
 """
 from __future__ import annotations
 
@@ -52,27 +52,29 @@ class MGCNConfig(ModelConfig):
         embedding_dim: 64.
         reg_weight: 1e-4 (L2 of the batch's final embeddings).
         num_ui_layers: LightGCN layers of the user-item view (``n_ui_layers`` 2).
-        num_mm_layers: item-item propagation steps (``n_layers`` 1).
+        num_ii_layers: item-item propagation steps (``n_layers`` 1).
         knn_k: neighbours of the modality kNN graphs (10).
         knn_method: how those graphs are built: ``'exact'`` (default) or
             ``'faiss'`` (approximate, the ``ann`` extra, for millions of
             items); see :func:`~mmgraph.graph.knn_topk`.
         cl_weight: weight of the contrastive loss (``cl_loss``; MMRec grid
             ``[0.001, 0.01, 0.1]``, authors' Baby setting 0.01).
-        cl_temperature: InfoNCE temperature (0.2 in the code).
-        train_features: fine-tune the raw modality features (MMRec stores
+        temperature: InfoNCE temperature (0.2 in the code).
+        trainable_features: fine-tune the raw modality features (MMRec stores
             them as ``nn.Embedding(..., freeze=False)``); the kNN graphs stay
             those of the initial features.
     """
+    renamed = {"cl_temperature": "temperature", "train_features": "trainable_features",
+               "num_mm_layers": "num_ii_layers"}
     embedding_dim: int = 64
     reg_weight: float = 1e-4
     num_ui_layers: int = 2
-    num_mm_layers: int = 1
+    num_ii_layers: int = 1
     knn_k: int = 10
     knn_method: str = "exact"
     cl_weight: float = 0.01
-    cl_temperature: float = 0.2
-    train_features: bool = True
+    temperature: float = 0.2
+    trainable_features: bool = True
 
 
 @register
@@ -90,8 +92,8 @@ class MGCN(Recommender):
     def __init__(self, data, config: MGCNConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.num_ui_layers < 0 or cfg.num_mm_layers < 0:
-            raise ValueError("num_ui_layers and num_mm_layers must be >= 0")
+        if cfg.num_ui_layers < 0 or cfg.num_ii_layers < 0:
+            raise ValueError("num_ui_layers and num_ii_layers must be >= 0")
         if cfg.knn_k < 1:
             raise ValueError(f"knn_k must be >= 1, got {cfg.knn_k}")
         check_knn_method(cfg.knn_method, "knn_method")
@@ -100,14 +102,14 @@ class MGCN(Recommender):
             raise ValueError("MGCN needs at least one item modality (data['item'].x_<name>)")
         self.modalities = list(feats)
         d = cfg.embedding_dim
-        self.features = ModalityFeatures(feats, trainable=cfg.train_features)
+        self.features = ModalityFeatures(feats, trainable=cfg.trainable_features)
         self.user_emb = nn.Embedding(self.num_users, d)
         self.item_emb = nn.Embedding(self.num_items, d)
         self.trs = nn.ModuleDict({m: nn.Linear(x.size(1), d) for m, x in feats.items()})
         self.gates = nn.ModuleDict({m: ModalityGate(d) for m in feats})
         self.fusion = ModalityAttentionFusion(d, len(feats))
         self.ui_encoder = LightGCNEncoder(cfg.num_ui_layers, readout="mean")
-        self.ii_conv = ItemItemConv(cfg.num_mm_layers, readout="last")
+        self.ii_conv = ItemItemConv(cfg.num_ii_layers, readout="last")
         self.register_graph("adj", bipartite_adjacency(data))
         self.register_graph("r", interaction_matrix(data, "sym"))
         for m in feats:
@@ -148,8 +150,8 @@ class MGCN(Recommender):
         reg = l2_reg(u, p, n, batch_size=users.numel())
         n_u = self.num_users
         side, content = out.extra["side"], out.extra["content"]
-        cl = (info_nce(side[n_u + pos], content[n_u + pos], cfg.cl_temperature)
-              + info_nce(side[users], content[users], cfg.cl_temperature))
+        cl = (info_nce(side[n_u + pos], content[n_u + pos], cfg.temperature)
+              + info_nce(side[users], content[users], cfg.temperature))
         return {"bpr": bpr_loss(pos_s, neg_s), "reg": cfg.reg_weight * reg,
                 "cl": cfg.cl_weight * cl}
 

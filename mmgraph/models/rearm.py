@@ -51,8 +51,8 @@ modalities, width ``d``):
    (``(N + 1) d`` wide) for users and items; score = ``z_u^T z_i``.
 
 Loss: BPR (:func:`~mmgraph.losses.bpr_loss`)
-+ ``cl_loss_weight`` x InfoNCE (:func:`~mmgraph.losses.info_nce`, temperature
-``cl_tmp``) between every pair of modality parts ``h_m, h_m'`` of the batch's
++ ``cl_weight`` x InfoNCE (:func:`~mmgraph.losses.info_nce`, temperature
+``temperature``) between every pair of modality parts ``h_m, h_m'`` of the batch's
 unique users and of its unique (positive and negative) items
 + ``diff_loss_weight`` x orthogonality (:func:`~mmgraph.losses.orthogonal_loss`,
 row norms held constant in the backward pass as the authors do) between every
@@ -163,10 +163,10 @@ class REARMConfig(ModelConfig):
             (default) or ``'faiss'`` (approximate, the ``ann`` extra, for
             millions of items); see :func:`~mmgraph.graph.knn_topk`. The
             user interest graphs are always exact.
-        n_ii_layers: item-item propagation layers [n_ii_layers 1].
-        n_uu_layers: user-user propagation layers [n_uu_layers 1].
-        cl_tmp: InfoNCE temperature [cl_tmp 0.6].
-        cl_loss_weight: InfoNCE weight [cl_loss_weight 5e-6].
+        num_ii_layers: item-item propagation layers [n_ii_layers 1].
+        num_uu_layers: user-user propagation layers [n_uu_layers 1].
+        temperature: InfoNCE temperature [cl_tmp 0.6].
+        cl_weight: InfoNCE weight [cl_loss_weight 5e-6].
         diff_loss_weight: orthogonality weight [diff_loss_weight 5e-5].
         uu_co_weight: share of the co-occurrence graph in the user graph [0.4].
         ii_co_weight: share of the co-occurrence graph in the item graph [0.2].
@@ -192,7 +192,7 @@ class REARMConfig(ModelConfig):
             convention).
         modalities: modalities to use (default: every ``x_<m>`` in the data,
             sorted). Order matters only for the output layout.
-        train_features: item features and user interest profiles are
+        trainable_features: item features and user interest profiles are
             trainable tables initialised from the data (the authors:
             ``nn.Embedding.from_pretrained(freeze=False)`` and
             ``nn.Parameter(u_interest)``); ``False`` keeps them fixed.
@@ -202,6 +202,9 @@ class REARMConfig(ModelConfig):
             marked ``requires_grad=False``); ``'detach_input'`` (trained, but
             no gradient flows back into the modality parts); ``'full'``.
     """
+    renamed = {"cl_tmp": "temperature", "cl_loss_weight": "cl_weight",
+               "train_features": "trainable_features", "n_ii_layers": "num_ii_layers",
+               "n_uu_layers": "num_uu_layers"}
     embedding_dim: int = 64
     reg_weight: float = 0.0
     num_layers: int = 4
@@ -211,10 +214,10 @@ class REARMConfig(ModelConfig):
     user_knn_k: int = 40
     item_knn_k: int = 10
     knn_method: str = "exact"
-    n_ii_layers: int = 1
-    n_uu_layers: int = 1
-    cl_tmp: float = 0.6
-    cl_loss_weight: float = 5e-6
+    num_ii_layers: int = 1
+    num_uu_layers: int = 1
+    temperature: float = 0.6
+    cl_weight: float = 5e-6
     diff_loss_weight: float = 5e-5
     uu_co_weight: float = 0.4
     ii_co_weight: float = 0.2
@@ -225,7 +228,7 @@ class REARMConfig(ModelConfig):
     homography_norm: str = "parts"
     knn_weighting: str = "similarity"
     modalities: tuple[str, ...] | None = None
-    train_features: bool = True
+    trainable_features: bool = True
     meta_gradient: str = "frozen"
 
     def __post_init__(self):
@@ -234,7 +237,7 @@ class REARMConfig(ModelConfig):
         for name in ("embedding_dim", "rank", "user_knn_k", "item_knn_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_layers", "n_ii_layers", "n_uu_layers"):
+        for name in ("num_layers", "num_ii_layers", "num_uu_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("s_drop", "m_drop", "uu_co_weight", "ii_co_weight", "u_mm_image_weight",
@@ -242,8 +245,8 @@ class REARMConfig(ModelConfig):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {v}")
-        if self.cl_tmp <= 0:
-            raise ValueError(f"cl_tmp must be positive, got {self.cl_tmp}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.co_weighting not in ("softmax", "count"):
             raise ValueError(f"co_weighting must be 'softmax' or 'count', "
                              f"got {self.co_weighting!r}")
@@ -619,15 +622,15 @@ class REARM(Recommender):
         self.user_emb = nn.Embedding(self.num_users, d)
         self.item_emb = nn.Embedding(self.num_items, d)
         self._raw = {}
-        self.item_feat = nn.ParameterDict() if cfg.train_features else None
-        self.user_pref = nn.ParameterDict() if cfg.train_features else None
+        self.item_feat = nn.ParameterDict() if cfg.trainable_features else None
+        self.user_pref = nn.ParameterDict() if cfg.trainable_features else None
         self.item_proj = nn.ModuleDict()
         self.user_proj = nn.ModuleDict()
         for m in mods:
             x = data[ITEM][feature_key(m)].float()
             prof = user_profiles(data, m)
             self._raw[m] = (x, prof)
-            if cfg.train_features:
+            if cfg.trainable_features:
                 self.item_feat[m] = nn.Parameter(x.detach().clone())
                 self.user_pref[m] = nn.Parameter(prof.detach().clone())
             else:
@@ -637,8 +640,8 @@ class REARM(Recommender):
             self.user_proj[m] = nn.Linear(x.size(1), d)
 
         # propagation (parameter-free)
-        self.ii_conv = ItemItemConv(cfg.n_ii_layers, readout="last")
-        self.uu_conv = ItemItemConv(cfg.n_uu_layers, readout="last")
+        self.ii_conv = ItemItemConv(cfg.num_ii_layers, readout="last")
+        self.uu_conv = ItemItemConv(cfg.num_uu_layers, readout="last")
         self.ui_encoder = LightGCNEncoder(cfg.num_layers, readout="mean")
 
         # attention on item modality features
@@ -756,10 +759,10 @@ class REARM(Recommender):
             uu = torch.unique(users)
             ii = torch.unique(torch.cat([pos.reshape(-1), neg.reshape(-1)]))
             fu_b, fi_b = fu[uu], fi[ii]
-            cl = sum(info_nce(fu_b[:, a * d:(a + 1) * d], fu_b[:, b * d:(b + 1) * d], cfg.cl_tmp)
-                     + info_nce(fi_b[:, a * d:(a + 1) * d], fi_b[:, b * d:(b + 1) * d], cfg.cl_tmp)
+            cl = sum(info_nce(fu_b[:, a * d:(a + 1) * d], fu_b[:, b * d:(b + 1) * d], cfg.temperature)
+                     + info_nce(fi_b[:, a * d:(a + 1) * d], fi_b[:, b * d:(b + 1) * d], cfg.temperature)
                      for a, b in pairs)
-            terms["cl"] = cfg.cl_loss_weight * cl
+            terms["cl"] = cfg.cl_weight * cl
             # orthogonality of modality-unique parts: the batch's users and positives
             fu_o, fi_o = fu[users], fi[pos]
             # the row norms are constants in the backward pass (the authors' .detach())

@@ -149,6 +149,10 @@ def check_compatible(ckpt: dict[str, Any], model_key: dict[str, Any],
     if saved["model"] != model_key["model"]:
         raise ValueError(f"checkpoint {path} is for model {saved['model']!r}, "
                          f"not {model_key['model']!r}")
+    from ..models.base import MODELS, upgrade_options
+    cls = MODELS.get(saved["model"])
+    if cls is not None:      # a checkpoint written before an option was renamed
+        saved = {**saved, "config": upgrade_options(cls.config_class, saved["config"])}
     defaults = config_defaults or {}
     current = {k: v for k, v in model_key["config"].items()
                if k in saved["config"] or k not in defaults or v != defaults[k]}

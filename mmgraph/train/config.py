@@ -8,6 +8,7 @@ import inspect
 import json
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -403,6 +404,21 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, title: str,
                            metavar=metavar, default=None,
                            help=f"{desc}. Values: {allowed}. Default: {format_value(default)}"
                            .replace("%", "%%"), **flag)
+    for old, new in getattr(cls, "renamed", {}).items():     # old names: hidden, with a note
+        if new in {f.name for f in dataclasses.fields(cls)} and new not in skip:
+            flag = {"nargs": "?", "const": "true"} if hints[new] is bool else {}
+            group.add_argument("--" + old.replace("_", "-"), dest=f"{cls.__name__}.{new}",
+                               default=None, help=argparse.SUPPRESS, action=_RenamedOption,
+                               **flag)
+
+
+class _RenamedOption(argparse.Action):
+    """An option's old name: stores under the new one and says so on stderr."""
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = "--" + self.dest.split(".", 1)[1].replace("_", "-")
+        print(f"{parser.prog}: {option_string} is now {new} (the old name goes in the next "
+              f"release)", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def dataclass_overrides(args: argparse.Namespace, cls) -> dict[str, Any]:
@@ -417,7 +433,11 @@ def dataclass_overrides(args: argparse.Namespace, cls) -> dict[str, Any]:
 
 
 def replace_checked(config, **overrides):
-    """``dataclasses.replace`` with an error naming unknown fields."""
+    """``dataclasses.replace`` with an error naming unknown fields (a model
+    option's old name, see ``ModelConfig.renamed``, is taken with a warning)."""
+    if getattr(type(config), "renamed", None):
+        from ..models.base import upgrade_options
+        overrides = upgrade_options(type(config), overrides, warn=True)
     names = {f.name for f in dataclasses.fields(config)}
     unknown = sorted(set(overrides) - names)
     if unknown:

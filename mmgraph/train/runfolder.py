@@ -368,7 +368,7 @@ def load_run(run_dir: str | os.PathLike, data: Any = None, device: str = "cpu"):
     """
     from .. import models  # noqa: F401  (registers every model)
     from ..data import load_dataset
-    from ..models.base import get_model_class
+    from ..models.base import get_model_class, upgrade_options
     from .checkpoint import check_compatible, dataset_signature
     from .config import check_device, replace_checked
 
@@ -382,8 +382,9 @@ def load_run(run_dir: str | os.PathLike, data: Any = None, device: str = "cpu"):
     if isinstance(data, (str, os.PathLike)):
         data = load_dataset(data)
     cls = get_model_class(meta["model"])
+    options = upgrade_options(cls.config_class, meta["model_config"])    # older option names
     config = replace_checked(cls.config_class(), **{k: tuple(v) if isinstance(v, list) else v
-                                                    for k, v in meta["model_config"].items()})
+                                                    for k, v in options.items()})
     model = cls(data, config)
     if not folder.best_model.is_file():
         raise FileNotFoundError(f"{folder.best_model} does not exist: the run was stopped before "

@@ -29,7 +29,7 @@ VARIANTS = {
     "mmgcn": [dict(concat=False, num_layers=2)],
     "grcn": [dict(weight_mode="mean", fusion_mode="mean")],
     "slmrec": [dict(ssl_task="FD"), dict(ssl_task="FM"), dict(ssl_task="FD+FM", fusion="mean")],
-    "mgcn": [dict(train_features=False)],
+    "mgcn": [dict(trainable_features=False)],
     "lgmrec": [dict(cf_model="mf", num_hyper_layers=2)],
     "bm3": [dict(trainable_features=False)],
     "mambarec": [dict(embedding_init="xavier")],

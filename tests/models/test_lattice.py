@@ -54,7 +54,7 @@ def test_lattice_mean_adjacency(data_12x9):
 
 def test_lattice_forward_matches_reference(data_12x9):
     torch.manual_seed(0)
-    model = LATTICE(data_12x9, LATTICEConfig(knn_k=3, num_ui_layers=2, num_item_layers=1))
+    model = LATTICE(data_12x9, LATTICEConfig(knn_k=3, num_ui_layers=2, num_ii_layers=1))
     model.eval()
     with torch.no_grad():
         out = model()

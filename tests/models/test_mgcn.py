@@ -37,5 +37,5 @@ def test_mgcn_features_are_fine_tuned(data_24x18):
     model = MGCN(data_24x18, small_config(MGCN))
     assert set(model.features) == {"image", "text"}
     assert "features.image" in model.state_dict()
-    frozen = MGCN(data_24x18, small_config(MGCN, train_features=False))
+    frozen = MGCN(data_24x18, small_config(MGCN, trainable_features=False))
     assert not any(k.startswith("feat") for k in frozen.state_dict())

@@ -70,7 +70,7 @@ def test_defaults_match_mmrec():
     assert (s.num_layers, s.temperature, s.ssl_task, s.dropout) == (3, 0.2, "FAC", 0.3)
     assert SLMRec.train_defaults["weight_decay"] == 1e-4 and not SLMRec.uses_negatives
     m = MGCNConfig()
-    assert (m.num_ui_layers, m.num_mm_layers, m.knn_k, m.reg_weight, m.cl_weight) == \
+    assert (m.num_ui_layers, m.num_ii_layers, m.knn_k, m.reg_weight, m.cl_weight) == \
         (2, 1, 10, 1e-4, 0.01)
     lg = LGMRecConfig()
     assert (lg.num_ui_layers, lg.num_mm_layers, lg.num_hyper_layers, lg.num_hyperedges,

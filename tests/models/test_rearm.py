@@ -37,8 +37,8 @@ def _batch(data, n=96, seed=0):
 def test_defaults_are_the_authors_baby_settings():
     c = REARMConfig()
     assert (c.num_layers, c.rank, c.s_drop, c.m_drop) == (4, 3, 0.4, 0.6)
-    assert (c.user_knn_k, c.item_knn_k, c.n_ii_layers, c.n_uu_layers) == (40, 10, 1, 1)
-    assert (c.cl_tmp, c.cl_loss_weight, c.diff_loss_weight) == (0.6, 5e-6, 5e-5)
+    assert (c.user_knn_k, c.item_knn_k, c.num_ii_layers, c.num_uu_layers) == (40, 10, 1, 1)
+    assert (c.temperature, c.cl_weight, c.diff_loss_weight) == (0.6, 5e-6, 5e-5)
     assert (c.uu_co_weight, c.ii_co_weight, c.u_mm_image_weight, c.i_mm_image_weight) == \
         (0.4, 0.2, 0.2, 0.0)
     assert c.embedding_dim == 64 and c.reg_weight == 0.0     # L2 is AdamW's weight decay
@@ -274,7 +274,7 @@ def test_three_modalities():
 
 def test_loss_terms_use_the_shared_losses(small):
     torch.manual_seed(0)
-    cfg = REARMConfig(cl_loss_weight=0.3, diff_loss_weight=0.7, **SMALL)
+    cfg = REARMConfig(cl_weight=0.3, diff_loss_weight=0.7, **SMALL)
     model = REARM(small, cfg).eval()
     b = _batch(small)
     out = model()
@@ -389,7 +389,7 @@ def test_homography_norm_parts_and_joint(small):
 
 
 def test_fixed_features_option(small):
-    model = REARM(small, REARMConfig(train_features=False, **SMALL))
+    model = REARM(small, REARMConfig(trainable_features=False, **SMALL))
     names = [n for n, _ in model.named_parameters()]
     assert not any("item_feat" in n or "user_pref" in n for n in names)
     assert "_item_feat_image" not in model.state_dict()
