@@ -21,10 +21,10 @@ from .cooccurrence import (cooccurrence_graph, cooccurrence_graph_from_edges, co
                            user_interest_graph, user_profiles)
 from .knn import (KNN_METHODS, check_knn_method, default_chunk_size, faiss_nlist, knn_adjacency, knn_graph,
                   knn_topk, modality_knn_graph, normalize_edge_weight)
-from .sparse import SparseAdj, mix_adjacency, modality_mix_weights
+from .sparse import SparseAdj, homography_mix, mix_adjacency, modality_mix_weights
 
 __all__ = [
-    "SparseAdj", "mix_adjacency", "modality_mix_weights",
+    "SparseAdj", "mix_adjacency", "modality_mix_weights", "homography_mix",
     "bipartite_adjacency", "bipartite_adjacency_from_edges", "interaction_matrix",
     "interaction_matrix_from_edges", "bipartite_gcn_norm", "prune_edges_by_degree",
     "knn_topk", "knn_graph", "knn_adjacency", "modality_knn_graph", "normalize_edge_weight",

@@ -596,4 +596,31 @@ def modality_mix_weights(modalities: Sequence[str], image_weight: float,
     return {m: (image_weight if m == "image" else rest) for m in mods}
 
 
-__all__ = ["SparseAdj", "mix_adjacency", "modality_mix_weights"]
+def homography_mix(co_graph: Optional[SparseAdj], sim_graphs: dict[str, SparseAdj],
+                   sim_weights: dict[str, float], co_weight: float,
+                   sim_scale: float = 1.0) -> SparseAdj:
+    r"""``co_weight * C + (1 - co_weight) * sim_scale * sum_m w_m K_m`` (REARM's graph mix).
+
+    Terms with zero weight are left out (their graphs may be ``None`` /
+    absent). ``sim_scale`` is ``1/k`` for the authors' similarity
+    convention (``K_m`` raw cosine similarities of the ``k`` kept neighbours).
+    Built with :func:`mix_adjacency` (union of the patterns,
+    coinciding entries summed).
+    """
+    adjs, weights = [], []
+    if co_weight > 0:
+        if co_graph is None:
+            raise ValueError("co_weight > 0 needs a co-occurrence graph")
+        adjs.append(co_graph)
+        weights.append(co_weight)
+    if co_weight < 1:
+        for m, w in sim_weights.items():
+            if w > 0:
+                adjs.append(sim_graphs[m])
+                weights.append((1.0 - co_weight) * w * sim_scale)
+    if not adjs:
+        raise ValueError("every graph of the mix has zero weight")
+    return mix_adjacency(adjs, weights)
+
+
+__all__ = ["SparseAdj", "mix_adjacency", "modality_mix_weights", "homography_mix"]

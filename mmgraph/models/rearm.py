@@ -119,11 +119,13 @@ from torch_geometric.data import HeteroData
 
 from ..data.hetero import ITEM, USER, feature_key, modality_names
 from ..graph import (check_knn_method, SparseAdj, bipartite_adjacency, cooccurrence_graph,
-                     mix_adjacency, modality_knn_graph, modality_mix_weights, user_interest_graph,
+                     homography_mix, modality_knn_graph, modality_mix_weights, user_interest_graph,
                      user_profiles)
 from ..losses import bpr_loss, info_nce, l2_reg, orthogonal_loss
+from ..nn.attention import ScalarTokenAttention
 from ..nn.conv import ItemItemConv
 from ..nn.encoder import LightGCNEncoder
+from ..nn.meta import META_GRADIENTS, LowRankMetaTransform
 from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
                    register)
 
@@ -134,7 +136,6 @@ USER_HOMOGRAPHY = (USER, "homography", USER)
 KNN_WEIGHTINGS = ("similarity", "binary")
 CO_FILLS = ("none", "repeat")
 HOMOGRAPHY_NORMS = ("parts", "joint")
-META_GRADIENTS = ("frozen", "detach_input", "full")
 
 
 @dataclass
@@ -267,260 +268,7 @@ class REARMConfig(ModelConfig):
         check_knn_method(self.knn_method, "knn_method")
 
 
-# --------------------------------------------------------------------------- blocks
-
-class _ScalarAttentionDropout(torch.autograd.Function):
-    r"""``o_i = sum_j dropout_p(softmax_j(q_i k_j)) v_j`` row by row, fused.
-
-    ``q, k, v`` are ``[n, d]``, ``0 < p < 1``. The row maximum of
-    ``q_i k_j`` is ``q_i max_j k_j`` or ``q_i min_j k_j`` (no pass over the
-    ``[n, d, d]`` scores); the weights stay unnormalised
-    (``e_ij = exp(q_i k_j - m_i)``, their row sums ``Z_i`` divide ``[n, d]``
-    results); a weight is kept when a uniform draw is ``>= p`` and scaled by
-    ``s = 1 / (1 - p)``. With ``A = e / Z``, ``Ã = s A ∘ keep``,
-    ``g = dL/do`` and ``dL/dS_ij = A_ij g_i (s\,keep_ij v_j - o_i)`` the
-    gradient is closed-form,
-
-    .. math::
-        \frac{\partial L}{\partial q_i} = g_i\Big(\sum_j \tilde A_{ij} v_j k_j
-            - o_i \sum_j A_{ij} k_j\Big),\quad
-        \frac{\partial L}{\partial k_j} = v_j \sum_i \tilde A_{ij} g_i q_i
-            - \sum_i A_{ij} g_i q_i o_i,\quad
-        \frac{\partial L}{\partial v_j} = \sum_i \tilde A_{ij} g_i :
-
-    batched products with ``[n, d, <=2]`` right-hand sides instead of
-    autograd's passes over the scores, the softmax and the mask. Saved: ``e``
-    and ``e ∘ keep`` (``[n, d, d]`` each).
-    """
-
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, p: float) -> Tensor:
-        row_max = torch.where(q >= 0, q * k.amax(1, keepdim=True), q * k.amin(1, keepdim=True))
-        e = torch.mul(q.unsqueeze(2), k.unsqueeze(1))                   # [n, d, d]
-        e.sub_(row_max.unsqueeze(2)).exp_()
-        z = e.sum(2)                                                     # [n, d]
-        # rand >= p is cheaper on CPU than bernoulli_ (what F.dropout uses)
-        ek = torch.rand_like(e).ge_(p).mul_(e)
-        s = 1.0 / (1.0 - p)
-        o = torch.bmm(ek, v.unsqueeze(2)).squeeze(2) * (s / z)
-        ctx.save_for_backward(q, k, v, e, ek, z, o)
-        ctx.s = s
-        return o
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g: Tensor):
-        q, k, v, e, ek, z, o = ctx.saved_tensors
-        s = ctx.s
-        gz = g / z                                                       # rows of A = e / Z
-        r1 = torch.bmm(ek, (v * k).unsqueeze(2)).squeeze(2)
-        r2 = torch.bmm(e, k.unsqueeze(2)).squeeze(2)
-        gq = gz * (s * r1 - o * r2)
-        c1 = torch.bmm(ek.transpose(1, 2), torch.stack([gz, gz * q], 2))
-        c2 = torch.bmm(e.transpose(1, 2), (gz * q * o).unsqueeze(2)).squeeze(2)
-        return gq, s * v * c1[..., 1] - c2, s * c1[..., 0], None
-
-
-class ScalarTokenAttention(nn.Module):
-    r"""Attention over the coordinates of a vector, each a one-dimensional token.
-
-    For a query vector :math:`x \in \mathbb R^d` and a key/value vector
-    :math:`y \in \mathbb R^d` (one pair per row of the input):
-
-    .. math::
-        q_i = a_q x_i + b_q,\quad k_j = a_k y_j + b_k,\quad v_j = a_v y_j + b_v,
-        \qquad
-        o_i = a_o \sum_{j=1}^{d}
-              \operatorname{dropout}\big(\operatorname{softmax}_j(q_i k_j)\big)\, v_j + b_o
-
-    with six scalars and two output scalars, i.e. exactly
-    ``torch.nn.MultiheadAttention(embed_dim=1, num_heads=1, dropout=p)``
-    applied to ``x.unsqueeze(-1)`` (REARM's modality attention). Without
-    dropout (evaluation, or ``dropout=0``) computed by
-    :func:`torch.nn.functional.scaled_dot_product_attention` on
-    ``[n, 1, d, 1]`` (its fused kernel); with dropout by
-    :class:`_ScalarAttentionDropout` (closed-form gradients, two ``[n, d, d]``
-    buffers), which SDPA's fused kernels do not cover on CPU.
-    Memory and time are ``O(n d^2)``.
-
-    Args:
-        dropout: dropout probability on the attention weights (training only);
-            ``1`` drops every weight (the output is then ``b_o``).
-
-    Shapes: ``query`` ``[n, d]``, ``key_value`` ``[n, d]`` -> ``[n, d]``.
-    """
-
-    def __init__(self, dropout: float = 0.0):
-        super().__init__()
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be in [0, 1], got {dropout}")
-        self.dropout = float(dropout)
-        self.in_weight = nn.Parameter(torch.empty(3))
-        self.in_bias = nn.Parameter(torch.empty(3))
-        self.out_weight = nn.Parameter(torch.empty(1))
-        self.out_bias = nn.Parameter(torch.empty(1))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        # the initialisation of nn.MultiheadAttention(1, 1): xavier-uniform
-        # in-projection ([3, 1]: bound sqrt(6 / 4)), zero biases, out-projection
-        # as nn.Linear(1, 1) (bound 1)
-        bound = math.sqrt(6.0 / 4.0)
-        nn.init.uniform_(self.in_weight, -bound, bound)
-        nn.init.zeros_(self.in_bias)
-        nn.init.uniform_(self.out_weight, -1.0, 1.0)
-        nn.init.zeros_(self.out_bias)
-
-    @classmethod
-    def from_multihead(cls, mha: nn.MultiheadAttention) -> "ScalarTokenAttention":
-        """Copy the weights of a ``nn.MultiheadAttention(1, 1)``."""
-        if mha.embed_dim != 1 or mha.num_heads != 1:
-            raise ValueError("from_multihead needs nn.MultiheadAttention(embed_dim=1, num_heads=1)")
-        out = cls(mha.dropout)
-        with torch.no_grad():
-            out.in_weight.copy_(mha.in_proj_weight.view(3))
-            out.in_bias.copy_(mha.in_proj_bias.view(3))
-            out.out_weight.copy_(mha.out_proj.weight.view(1))
-            out.out_bias.copy_(mha.out_proj.bias.view(1))
-        return out
-
-    def forward(self, query: Tensor, key_value: Tensor) -> Tensor:
-        if query.dim() != 2 or query.shape != key_value.shape:
-            raise ValueError(f"query and key_value must be [n, d] of equal shape, got "
-                             f"{tuple(query.shape)} and {tuple(key_value.shape)}")
-        p = self.dropout if self.training else 0.0
-        if p >= 1.0:
-            return self.out_bias.expand_as(query)
-        if query.dtype in (torch.float16, torch.bfloat16):   # the kernel runs in float32
-            query, key_value = query.float(), key_value.float()
-        w, b = self.in_weight, self.in_bias
-        q = query * w[0] + b[0]
-        k = key_value * w[1] + b[1]
-        v = key_value * w[2] + b[2]
-        if p > 0.0:
-            o = _ScalarAttentionDropout.apply(q, k, v, p)
-        else:
-            # [n, 1 head, d tokens, 1]: PyTorch's fused (flash) CPU/GPU kernel
-            n, d = q.shape
-            o = F.scaled_dot_product_attention(q.view(n, 1, d, 1), k.view(n, 1, d, 1),
-                                               v.view(n, 1, d, 1), scale=1.0).view(n, d)
-        return o * self.out_weight + self.out_bias
-
-    def extra_repr(self) -> str:
-        return f"dropout={self.dropout}"
-
-
-class _KnowledgeMLP(nn.Module):
-    """``normalize(Linear(PReLU(Linear(x))))``: knowledge -> flattened transform."""
-
-    def __init__(self, in_dim: int, hidden: int, out_dim: int):
-        super().__init__()
-        self.lin1 = nn.Linear(in_dim, hidden)
-        self.act = nn.PReLU()
-        self.lin2 = nn.Linear(hidden, out_dim)
-
-    def reset_parameters(self) -> None:
-        self.lin1.reset_parameters()
-        self.act.reset_parameters()
-        self.lin2.reset_parameters()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.lin2(self.act(self.lin1(x))), dim=-1)
-
-
-class LowRankMetaTransform(nn.Module):
-    r"""REARM's meta-network: modality-shared knowledge -> personalised low-rank transform.
-
-    .. math::
-        \kappa_n = W_c\, h_n \in \mathbb R^{d},\qquad
-        M^{(1)}_n = \sigma_0\big(G_1(\kappa_n) + \overline{G_1}\big) \in \mathbb R^{d\times r},
-        \qquad
-        M^{(2)}_n = \sigma_0\big(G_2(\kappa_n) + \overline{G_2}\big) \in \mathbb R^{r\times d},
-
-    .. math::
-        s_n = \big(e_n^\top M^{(1)}_n\big) M^{(2)}_n \in \mathbb R^{d},
-
-    with ``h_n`` ``[N d]`` the node's modality parts, ``e_n`` ``[d]`` its ID
-    embedding, ``G_1, G_2`` two-layer MLPs (PReLU, L2-normalised output,
-    reshaped to ``[d, r]`` / ``[r, d]``), :math:`\overline{G}` their mean over
-    all nodes and :math:`\sigma_0` a softmax over the first matrix axis (each
-    column sums to 1: over ``d`` for :math:`M^{(1)}`, over ``r`` for
-    :math:`M^{(2)}`), as in the authors' code.
-
-    Args:
-        in_dim: width of ``h`` (``N d``).
-        dim: ``d``.
-        rank: ``r``.
-        gradient: ``'frozen'`` (``W_c`` fixed, no gradient through ``kappa``:
-            the authors' ``.detach()``), ``'detach_input'`` (``W_c`` trained,
-            ``h`` detached) or ``'full'``.
-
-    Shapes: ``forward(e [n, d], h [n, in_dim]) -> [n, d]``; memory ``O(n d r)``.
-    """
-
-    def __init__(self, in_dim: int, dim: int, rank: int, gradient: str = "frozen"):
-        super().__init__()
-        if gradient not in META_GRADIENTS:
-            raise ValueError(f"gradient must be one of {META_GRADIENTS}, got {gradient!r}")
-        self.dim, self.rank, self.gradient = dim, rank, gradient
-        self.compress = nn.Linear(in_dim, dim)
-        self.gen_in = _KnowledgeMLP(dim, dim * rank, dim * rank)
-        self.gen_out = _KnowledgeMLP(dim, dim * rank, dim * rank)
-        if gradient == "frozen":
-            self.compress.requires_grad_(False)
-
-    def reset_parameters(self) -> None:
-        self.compress.reset_parameters()
-        self.gen_in.reset_parameters()
-        self.gen_out.reset_parameters()
-
-    def forward(self, e: Tensor, h: Tensor) -> Tensor:
-        d, r = self.dim, self.rank
-        if self.gradient == "frozen":
-            kappa = self.compress(h).detach()
-        elif self.gradient == "detach_input":
-            kappa = self.compress(h.detach())
-        else:
-            kappa = self.compress(h)
-        m1 = self.gen_in(kappa).view(-1, d, r)
-        m2 = self.gen_out(kappa).view(-1, r, d)
-        m1 = torch.softmax(m1 + m1.mean(0), dim=1)
-        m2 = torch.softmax(m2 + m2.mean(0), dim=1)
-        mid = torch.bmm(e.unsqueeze(1), m1)                 # [n, 1, r]
-        return torch.bmm(mid, m2).squeeze(1)                # [n, d]
-
-    def extra_repr(self) -> str:
-        return f"dim={self.dim}, rank={self.rank}, gradient={self.gradient!r}"
-
-
 # --------------------------------------------------------------------------- graphs
-
-def homography_mix(co_graph: SparseAdj | None, sim_graphs: dict[str, SparseAdj],
-                   sim_weights: dict[str, float], co_weight: float,
-                   sim_scale: float = 1.0) -> SparseAdj:
-    r"""``co_weight * C + (1 - co_weight) * sim_scale * sum_m w_m K_m`` (REARM's graph mix).
-
-    Terms with zero weight are left out (their graphs may be ``None`` /
-    absent). ``sim_scale`` is ``1/k`` for the authors' similarity
-    convention (``K_m`` raw cosine similarities of the ``k`` kept neighbours).
-    Built with :func:`~mmgraph.graph.mix_adjacency` (union of the patterns,
-    coinciding entries summed).
-    """
-    adjs, weights = [], []
-    if co_weight > 0:
-        if co_graph is None:
-            raise ValueError("co_weight > 0 needs a co-occurrence graph")
-        adjs.append(co_graph)
-        weights.append(co_weight)
-    if co_weight < 1:
-        for m, w in sim_weights.items():
-            if w > 0:
-                adjs.append(sim_graphs[m])
-                weights.append((1.0 - co_weight) * w * sim_scale)
-    if not adjs:
-        raise ValueError("every graph of the mix has zero weight")
-    return mix_adjacency(adjs, weights)
-
 
 def build_homography_graphs(data: HeteroData, config: REARMConfig,
                             modalities: Sequence[str] | None = None,
@@ -779,6 +527,9 @@ class REARM(Recommender):
         return terms
 
 
-__all__ = ["REARM", "REARMConfig", "ScalarTokenAttention", "LowRankMetaTransform",
-           "modality_mix_weights", "homography_mix", "build_homography_graphs",
-           "ITEM_HOMOGRAPHY", "USER_HOMOGRAPHY"]
+# ScalarTokenAttention (mmgraph.nn.attention), LowRankMetaTransform (mmgraph.nn.meta),
+# modality_mix_weights and homography_mix (mmgraph.graph) are general blocks now; their
+# names stay importable from here
+__all__ = ["REARM", "REARMConfig", "build_homography_graphs", "ITEM_HOMOGRAPHY", "USER_HOMOGRAPHY",
+           "ScalarTokenAttention", "LowRankMetaTransform", "modality_mix_weights",
+           "homography_mix"]

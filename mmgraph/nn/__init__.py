@@ -4,3 +4,5 @@ from .encoder import LightGCNEncoder  # noqa: F401
 from .dream import DREAM  # noqa: F401
 from .modality import (ModalityAttentionFusion, ModalityFeatures, ModalityGate,  # noqa: F401
                        ModalityProjector)
+from .attention import ScalarTokenAttention  # noqa: F401
+from .meta import LowRankMetaTransform  # noqa: F401

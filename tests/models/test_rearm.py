@@ -10,9 +10,8 @@ from mmgraph.graph import SparseAdj
 from mmgraph.losses import info_nce, orthogonal_loss
 from mmgraph.models.base import Batch, Embeddings, get_model_class
 from mmgraph.models.lightgcn import LightGCN, LightGCNConfig
-from mmgraph.models.rearm import (ITEM_HOMOGRAPHY, USER_HOMOGRAPHY, REARM, LowRankMetaTransform,
-                                  REARMConfig, ScalarTokenAttention, build_homography_graphs,
-                                  homography_mix, modality_mix_weights)
+from mmgraph.models.rearm import (ITEM_HOMOGRAPHY, USER_HOMOGRAPHY, REARM, REARMConfig,
+                                  build_homography_graphs, homography_mix, modality_mix_weights)
 from mmgraph.train import Trainer, TrainConfig, train_config_for
 
 SMALL = dict(embedding_dim=16, user_knn_k=8, item_knn_k=5, num_layers=2)
@@ -162,82 +161,22 @@ def test_graph_mix_extremes_and_binary_knn():
         homography_mix(None, {"x": b}, {"x": 1.0}, 0.5)
 
 
+def test_general_blocks_moved_out_keep_their_rearm_names():
+    import mmgraph.graph as graph
+    import mmgraph.models.rearm as rearm
+    import mmgraph.nn as nn
+    assert rearm.ScalarTokenAttention is nn.ScalarTokenAttention
+    assert rearm.LowRankMetaTransform is nn.LowRankMetaTransform
+    assert rearm.homography_mix is graph.homography_mix
+    assert rearm.modality_mix_weights is graph.modality_mix_weights
+
+
 def test_modality_mix_weights():
     assert modality_mix_weights(["image", "text"], 0.2) == {"image": 0.2, "text": 0.8}
     assert modality_mix_weights(["audio", "image", "text"], 0.4) == \
         pytest.approx({"audio": 0.3, "image": 0.4, "text": 0.3})
     assert modality_mix_weights(["text"], 0.2) == {"text": 1.0}
     assert modality_mix_weights(["a", "b"], 0.9) == {"a": 0.5, "b": 0.5}
-
-
-# --------------------------------------------------------------------------- blocks
-
-def test_scalar_token_attention_equals_multihead_attention():
-    torch.manual_seed(0)
-    mha = torch.nn.MultiheadAttention(1, 1, dropout=0.3, batch_first=True).eval()
-    att = ScalarTokenAttention.from_multihead(mha).eval()
-    q, kv = torch.randn(7, 12), torch.randn(7, 12)
-    ref, _ = mha(q.unsqueeze(2), kv.unsqueeze(2), kv.unsqueeze(2), need_weights=False)
-    torch.testing.assert_close(att(q, kv), ref.squeeze(2), atol=1e-6, rtol=1e-5)
-    # training: expectation preserved, p = 1 leaves the output bias only
-    att.train()
-    assert att(q, kv).shape == (7, 12)
-    full = ScalarTokenAttention(1.0).train()
-    torch.testing.assert_close(full(q, kv), full.out_bias.expand(7, 12))
-
-
-@pytest.mark.parametrize("p", [0.0, 0.4])
-def test_scalar_token_attention_fused_gradients_equal_autograd(p):
-    # SDPA (p = 0) and the fused dropout kernel against softmax / dropout / bmm
-    # through autograd, float64, the same dropout mask (the kernel's one uniform
-    # draw, replayed)
-    torch.manual_seed(1)
-    att = ScalarTokenAttention(p).double().train()
-    with torch.no_grad():
-        att.in_bias.normal_()
-        att.out_bias.normal_()
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(9, 13, generator=g, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(9, 13, generator=g, dtype=torch.float64, requires_grad=True)
-    w_out = torch.randn(9, 13, generator=g, dtype=torch.float64)
-    params = [x, y, *att.parameters()]
-    torch.manual_seed(5)
-    got = att(x, y)
-    g_got = torch.autograd.grad((got * w_out).sum(), params)
-    torch.manual_seed(5)
-    keep = torch.rand(9, 13, 13, dtype=torch.float64) >= p
-    w, b = att.in_weight, att.in_bias
-    q, k, v = x * w[0] + b[0], y * w[1] + b[1], y * w[2] + b[2]
-    a = torch.softmax(q.unsqueeze(2) * k.unsqueeze(1), -1) * keep / (1 - p)
-    want = torch.bmm(a, v.unsqueeze(2)).squeeze(2) * att.out_weight + att.out_bias
-    g_want = torch.autograd.grad((want * w_out).sum(), params)
-    assert (got - want).abs().max() < 1e-13
-    for name, a_, b_ in zip(["x", "y", "in_weight", "in_bias", "out_weight", "out_bias"],
-                            g_got, g_want):
-        assert (a_ - b_).abs().max() < 1e-12 * max(1.0, b_.abs().max().item()), name
-    if p > 0:
-        assert 0.5 < keep.double().mean() < 0.7           # the mask really drops weights
-
-
-def test_low_rank_meta_transform_matches_reference():
-    torch.manual_seed(0)
-    d, r, n = 6, 2, 5
-    meta = LowRankMetaTransform(2 * d, d, r, gradient="full")
-    e, h = torch.randn(n, d), torch.randn(n, 2 * d)
-    kappa = meta.compress(h)
-    m1 = meta.gen_in(kappa).view(n, d, r)
-    m2 = meta.gen_out(kappa).view(n, r, d)
-    w1 = torch.softmax(m1 + m1.mean(0), dim=1)
-    w2 = torch.softmax(m2 + m2.mean(0), dim=1)
-    mid = (e.unsqueeze(-1) * w1).sum(1)                   # the authors' multiply-and-sum form
-    ref = (mid.unsqueeze(-1) * w2).sum(1)
-    torch.testing.assert_close(meta(e, h), ref)
-    # 'frozen' (the authors' detach): the knowledge extractor is fixed
-    frozen = LowRankMetaTransform(2 * d, d, r, gradient="frozen")
-    assert not any(p.requires_grad for p in frozen.compress.parameters())
-    hh = h.clone().requires_grad_()
-    frozen(e, hh).sum().backward()
-    assert hh.grad is None
 
 
 # --------------------------------------------------------------------------- model
