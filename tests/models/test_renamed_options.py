@@ -27,8 +27,10 @@ def test_no_model_uses_an_old_name_and_every_rename_targets_a_field():
 
 
 def test_old_keyword_and_attribute_work_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="'cl_tmp' is now 'temperature'"):
+    with pytest.warns(DeprecationWarning) as caught:
         cfg = REARMConfig(cl_tmp=0.3, n_ii_layers=2)
+    assert sorted(str(w.message).split(": ", 1)[1].split(" (")[0] for w in caught) == \
+        ["option 'cl_tmp' is now 'temperature'", "option 'n_ii_layers' is now 'num_ii_layers'"]
     assert (cfg.temperature, cfg.num_ii_layers) == (0.3, 2)
     with pytest.warns(DeprecationWarning, match="'cl_loss_weight' is now 'cl_weight'"):
         assert cfg.cl_loss_weight == cfg.cl_weight
