@@ -83,3 +83,19 @@ def test_models_markdown_is_the_docs_reference(capsys):
             assert row.split(" | ")[2].strip(" |"), (name, f.name, "no description")
         if train_config_for(cls).lr_decay != 1.0:
             assert "`lr_decay=" in section, name
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--model", "slmrec", "--ssl-task", "XX"], "--ssl-task: expected one of FAC, FD, FM, FD+FM"),
+    (["--model", "grcn", "--fusion-mode", "mean", "--latent-dim", "8"],
+     "fusion_mode='mean' needs latent_dim == embedding_dim"),
+    (["--model", "lgmrec", "--keep-rate", "0"], "keep_rate must be in (0, 1]"),
+    (["--model", "mmgcn", "--num-layers", "0"], "MMGCN needs num_layers >= 1"),
+    (["--model", "mgcn", "--knn-method", "annoy"], "knn_method"),
+])
+def test_model_options_are_checked_before_the_data_loads(args, msg, capsys):
+    """Choices (Literal types) and cross-field rules live in the configs, so a bad value
+    is reported before any data is read (the data path here does not exist)."""
+    assert main(["train", *args, "--data", "/nonexistent/folder", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "nonexistent" not in err, err

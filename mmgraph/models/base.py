@@ -18,6 +18,8 @@ import dataclasses
 import fnmatch
 import functools
 import math
+import types
+import typing
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -87,9 +89,38 @@ def field_range(name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def field_choices(config_class: type) -> dict[str, tuple]:
+    """``{field: allowed values}`` of the fields typed ``Literal[...]`` (or
+    ``Optional[Literal[...]]``, ``None`` then allowed too)."""
+    out = {}
+    for name, tp in typing.get_type_hints(config_class).items():
+        members = typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) \
+            else (tp,)
+        choices: list = []
+        for m in members:
+            if typing.get_origin(m) is typing.Literal:
+                choices += typing.get_args(m)
+            elif m is type(None):
+                choices.append(None)
+            else:
+                choices = []
+                break
+        if choices and any(c is not None for c in choices):
+            out[name] = tuple(choices)
+    return out
+
+
 def check_field_ranges(config: Any) -> None:
-    """Raise a ``ValueError`` naming the first numeric field of ``config``
-    outside its :data:`FIELD_RANGES` range (or a non-finite float)."""
+    """Raise a ``ValueError`` naming the first field of ``config`` outside its
+    declared values: a ``Literal`` choice (:func:`field_choices`), or a numeric
+    :data:`FIELD_RANGES` range (or a non-finite float)."""
+    for name, choices in field_choices(type(config)).items():
+        v = getattr(config, name)
+        if v not in choices:
+            *head, last = map(repr, choices)
+            raise ValueError(f"{name} must be {', '.join(head) + ' or ' if head else ''}{last}, "
+                             f"got {v!r}")
     for f in dataclasses.fields(config):
         v = getattr(config, f.name)
         if isinstance(v, bool) or not isinstance(v, (int, float)):

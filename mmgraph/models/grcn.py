@@ -50,6 +50,7 @@ loop over users or edges, and gradients reach the edge weights through
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -61,9 +62,6 @@ from ..graph import bipartite_adjacency, interaction_matrix
 from ..losses import bpr_loss
 from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
                    register)
-
-WEIGHT_MODES = ("confid", "max", "mean")
-FUSION_MODES = ("concat", "id", "mean")
 
 
 @dataclass
@@ -90,11 +88,16 @@ class GRCNConfig(ModelConfig):
     latent_dim: int = 64
     num_routing: int = 3
     num_id_layers: int = 2
-    weight_mode: str = "confid"
-    fusion_mode: str = "concat"
+    weight_mode: Literal["confid", "max", "mean"] = "confid"
+    fusion_mode: Literal["concat", "id", "mean"] = "concat"
     pruning: bool = True
     has_norm: bool = True
     has_act: bool = False
+
+    def __post_init__(self):
+        if self.fusion_mode == "mean" and self.latent_dim != self.embedding_dim:
+            raise ValueError("fusion_mode='mean' needs latent_dim == embedding_dim, got "
+                             f"{self.latent_dim} and {self.embedding_dim}")
 
 
 @register
@@ -111,15 +114,6 @@ class GRCN(Recommender):
     def __init__(self, data, config: GRCNConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.weight_mode not in WEIGHT_MODES:
-            raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {cfg.weight_mode!r}")
-        if cfg.fusion_mode not in FUSION_MODES:
-            raise ValueError(f"fusion_mode must be one of {FUSION_MODES}, got {cfg.fusion_mode!r}")
-        if cfg.fusion_mode == "mean" and cfg.latent_dim != cfg.embedding_dim:
-            raise ValueError("fusion_mode='mean' needs latent_dim == embedding_dim, got "
-                             f"{cfg.latent_dim} and {cfg.embedding_dim}")
-        if cfg.num_routing < 0 or cfg.num_id_layers < 0:
-            raise ValueError("num_routing and num_id_layers must be >= 0")
         feats = modality_features(data)
         if not feats:
             raise ValueError("GRCN needs at least one item modality (data['item'].x_<name>)")

@@ -41,6 +41,7 @@ tau)``), so that scores are deterministic.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -52,8 +53,6 @@ from ..losses import bpr_loss, l2_reg, pool_info_nce
 from ..nn import LightGCNEncoder
 from .base import (Batch, Embeddings, ModelConfig, Recommender, batch_rows, pair_scores,
                    register)
-
-CF_MODELS = ("lightgcn", "mf")
 
 
 @dataclass
@@ -78,7 +77,7 @@ class LGMRecConfig(ModelConfig):
     embedding_dim: int = 64
     reg_weight: float = 1e-6
     feat_embed_dim: int = 64
-    cf_model: str = "lightgcn"
+    cf_model: Literal["lightgcn", "mf"] = "lightgcn"
     num_ui_layers: int = 2
     num_mm_layers: int = 2
     num_hyper_layers: int = 1
@@ -87,6 +86,12 @@ class LGMRecConfig(ModelConfig):
     alpha: float = 0.3
     cl_weight: float = 1e-4
     temperature: float = 0.2
+
+    def __post_init__(self):
+        if self.num_hyper_layers < 1:
+            raise ValueError(f"num_hyper_layers must be >= 1, got {self.num_hyper_layers}")
+        if not 0.0 < self.keep_rate <= 1.0:
+            raise ValueError(f"keep_rate must be in (0, 1], got {self.keep_rate}")
 
 
 @register
@@ -104,18 +109,6 @@ class LGMRec(Recommender):
     def __init__(self, data, config: LGMRecConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.cf_model not in CF_MODELS:
-            raise ValueError(f"cf_model must be one of {CF_MODELS}, got {cfg.cf_model!r}")
-        if cfg.num_hyper_layers < 1:
-            raise ValueError(f"num_hyper_layers must be >= 1, got {cfg.num_hyper_layers}")
-        if cfg.num_hyperedges < 1:
-            raise ValueError(f"num_hyperedges must be >= 1, got {cfg.num_hyperedges}")
-        if not 0.0 < cfg.keep_rate <= 1.0:
-            raise ValueError(f"keep_rate must be in (0, 1], got {cfg.keep_rate}")
-        if cfg.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {cfg.temperature}")
-        if cfg.num_ui_layers < 0 or cfg.num_mm_layers < 0:
-            raise ValueError("num_ui_layers and num_mm_layers must be >= 0")
         feats = modality_features(data)
         if not feats:
             raise ValueError("LGMRec needs at least one item modality (data['item'].x_<name>)")

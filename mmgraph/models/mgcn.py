@@ -76,6 +76,9 @@ class MGCNConfig(ModelConfig):
     temperature: float = 0.2
     trainable_features: bool = True
 
+    def __post_init__(self):
+        check_knn_method(self.knn_method, "knn_method")
+
 
 @register
 class MGCN(Recommender):
@@ -92,11 +95,6 @@ class MGCN(Recommender):
     def __init__(self, data, config: MGCNConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.num_ui_layers < 0 or cfg.num_ii_layers < 0:
-            raise ValueError("num_ui_layers and num_ii_layers must be >= 0")
-        if cfg.knn_k < 1:
-            raise ValueError(f"knn_k must be >= 1, got {cfg.knn_k}")
-        check_knn_method(cfg.knn_method, "knn_method")
         feats = modality_features(data)
         if not feats:
             raise ValueError("MGCN needs at least one item modality (data['item'].x_<name>)")

@@ -72,6 +72,10 @@ class MMGCNConfig(ModelConfig):
     has_id: bool = True
     leaky_slope: float = 0.01
 
+    def __post_init__(self):
+        if self.num_layers < 1:
+            raise ValueError(f"MMGCN needs num_layers >= 1, got {self.num_layers}")
+
 
 class _ModalityGCN(nn.Module):
     """The GCN of one modality (preferences, optional projection, ``L`` layers)."""
@@ -139,8 +143,6 @@ class MMGCN(Recommender):
     def __init__(self, data, config: MMGCNConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.num_layers < 1:
-            raise ValueError(f"MMGCN needs num_layers >= 1, got {cfg.num_layers}")
         feats = modality_features(data)
         if not feats:
             raise ValueError("MMGCN needs at least one item modality (data['item'].x_<name>)")

@@ -36,6 +36,7 @@ negative sampling.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +47,6 @@ from ..graph import bipartite_adjacency
 from ..losses import info_nce, l2_reg
 from ..nn import LightGCNEncoder
 from .base import Batch, Embeddings, ModelConfig, Recommender, register
-
-SSL_TASKS = ("FAC", "FD", "FM", "FD+FM")
-FUSIONS = ("concat", "mean")
 
 
 @dataclass
@@ -75,11 +73,15 @@ class SLMRecConfig(ModelConfig):
     reg_weight: float = 0.0
     num_layers: int = 3
     temperature: float = 0.2
-    ssl_task: str = "FAC"
+    ssl_task: Literal["FAC", "FD", "FM", "FD+FM"] = "FAC"
     ssl_weight: float = 0.1
     ssl_temperature: float = 0.2
     dropout: float = 0.3
-    fusion: str = "concat"
+    fusion: Literal["concat", "mean"] = "concat"
+
+    def __post_init__(self):
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 @register
@@ -98,12 +100,6 @@ class SLMRec(Recommender):
     def __init__(self, data, config: SLMRecConfig | None = None):
         super().__init__(data, config)
         cfg = self.config
-        if cfg.ssl_task not in SSL_TASKS:
-            raise ValueError(f"ssl_task must be one of {SSL_TASKS}, got {cfg.ssl_task!r}")
-        if cfg.fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {FUSIONS}, got {cfg.fusion!r}")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
         feats = modality_features(data)
         if not feats:
             raise ValueError("SLMRec needs at least one item modality (data['item'].x_<name>)")
