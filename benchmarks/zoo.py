@@ -59,8 +59,8 @@ def time_one(args) -> dict:
             yield from loader
     it = batches()
     wall, cpu = [], []
-    # as Trainer.fit: on CPU, freed memory stays in the process (mmgraph.train.tuned_malloc)
-    with tuned_malloc(cfg.tune_malloc and args.device == "cpu"):
+    # as Trainer.fit with --tune-malloc (the CPU tables in README/RESULTS were measured so)
+    with tuned_malloc(args.device == "cpu"):
         for b in range(args.timing_batches + 1):
             batch = next(it)
             w0, c0 = time.perf_counter(), time.process_time()

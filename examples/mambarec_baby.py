@@ -48,6 +48,7 @@ def train_one(name: str, data, spec: str, a, out: Path) -> dict:
     extra = {} if a.patience is None else {"patience": a.patience}
     cfg = train_config_for(cls, epochs=a.epochs, device=a.device, seed=a.seed,
                            out_dir=str(out / name), overwrite=True, checkpoint_every=10,
+                           tune_malloc=True,       # this script's own process: ~1.4x faster steps
                            progress=not a.no_progress, **extra)
     torch.manual_seed(a.seed)
     model = cls(data, cls.config_class())

@@ -15,8 +15,8 @@ come from the heap; ``mallopt(M_TRIM_THRESHOLD, 2 GiB)``: the heap is not
 trimmed after every free) and restores glibc's defaults afterwards. Results
 are bit-identical; the cost is a somewhat higher resident set (freed blocks
 are kept for reuse; +7-15% peak RSS measured for FREEDOM / BM3 at Baby
-scale). :class:`~mmgraph.train.Trainer` uses it on CPU unless
-``TrainConfig(tune_malloc=False)``. Elsewhere than glibc/Linux it does
+scale). :class:`~mmgraph.train.Trainer` uses it on CPU when asked,
+``TrainConfig(tune_malloc=True)`` (``--tune-malloc``). Elsewhere than glibc/Linux it does
 nothing. The setting is process-wide while the block runs (the allocator has
 no per-thread switch).
 """

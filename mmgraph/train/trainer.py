@@ -272,7 +272,7 @@ class Trainer:
 
         While it runs, SIGTERM is handled like Ctrl-C and ``threads`` (if set)
         is torch's intra-op thread count (both restored on return), and on
-        CPU (unless ``tune_malloc=False``) the run keeps freed memory in the
+        CPU with ``tune_malloc=True`` the run keeps freed memory in the
         process (:func:`~mmgraph.train.allocator.tuned_malloc`): the same
         large buffers are not page-faulted again in every step.
 

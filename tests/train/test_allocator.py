@@ -64,3 +64,21 @@ def test_trainer_tune_malloc_gives_identical_results(tiny):
                                                    tune_malloc=tune)).fit()
         runs.append([h["loss"] for h in res.history] + [res.test["recall@20"]])
     assert runs[0] == runs[1]
+
+
+def test_tune_malloc_is_opt_in(tiny, monkeypatch):
+    """Nothing process-wide is changed by default: fit enters tuned_malloc(False)."""
+    import mmgraph.train.trainer as trainer_mod
+    from mmgraph.models import LightGCN
+    seen = []
+    real = trainer_mod.tuned_malloc
+
+    def spy(enable=True):
+        seen.append(enable)
+        return real(enable)
+    monkeypatch.setattr(trainer_mod, "tuned_malloc", spy)
+    assert TrainConfig().tune_malloc is False
+    Trainer(LightGCN(tiny), tiny, TrainConfig(epochs=1, batch_size=1024, progress=False)).fit()
+    Trainer(LightGCN(tiny), tiny, TrainConfig(epochs=1, batch_size=1024, progress=False,
+                                               tune_malloc=True)).fit()
+    assert seen == [False, True]
