@@ -112,14 +112,57 @@ def import_upstream(checkout: str | Path, source_dir: str, module: str,
                               f"(missing {', '.join(missing)})")
     work = Path(tempfile.mkdtemp(prefix="mmgraph-parity-"))
     shutil.copytree(src, work / "upstream", ignore=shutil.ignore_patterns("*.pt", "data", ".git"))
+    install_shims()
+    sys.path.insert(0, str(work / "upstream"))
+    return importlib.import_module(module)
+
+
+def stub_missing_modules(names: Iterable[str]) -> list[str]:
+    """Empty stand-ins for modules an upstream file imports at the top but the
+    code paths we run never use (MMRec's raw-image helpers import torchvision and
+    lmdb); any use of one raises. Returns the names stubbed (those not installed)."""
+    stubbed = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+            continue
+        except ImportError:
+            pass
+
+        def missing(attr, _name=name):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            return _Unavailable(f"{_name}.{attr}")
+        mod = types.ModuleType(name)
+        mod.__getattr__ = missing
+        sys.modules[name] = mod
+        stubbed.append(name)
+    return stubbed
+
+
+class _Unavailable:
+    """What a stubbed module returns: fails when used, not when imported."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return _Unavailable(f"{self._name}.{attr}")
+
+    def __call__(self, *args, **kwargs):
+        raise ImportError(f"{self._name} is not installed (stubbed for the parity run)")
+
+
+def install_shims() -> None:
+    """The minimum environment fixes old upstream code needs, in this process:
+    numpy aliases removed in numpy 2, scipy's removed ``dok_matrix._update``, and a
+    ``torch_scatter`` module with ``scatter_add`` when the real one is absent."""
     _numpy_aliases()
     _scipy_aliases()
     try:
         importlib.import_module("torch_scatter")
     except ImportError:
         sys.modules["torch_scatter"] = _torch_scatter_shim()
-    sys.path.insert(0, str(work / "upstream"))
-    return importlib.import_module(module)
 
 
 class _Frame:

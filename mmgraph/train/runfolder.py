@@ -19,7 +19,8 @@ file                    content, and when it is written
                         rewritten from the checkpoint at resume
 ``checkpoint.pt``       everything needed to continue bit-identically:
                         weights, optimiser, schedule, every random state,
-                        history; after every epoch
+                        history; after every ``checkpoint_every``-th epoch
+                        (default every epoch) and the last
 ``checkpoint.prev.pt``  the previous generation of ``checkpoint.pt``:
                         resume falls back to it, and says so, when the
                         newest one is damaged
@@ -71,6 +72,7 @@ METRICS_FIELDS = {
     "valid": "validation metrics ({'recall@20': ...}); on evaluated epochs only (eval_every)",
     "test": "test metrics of the same epoch's model; on evaluated epochs only",
     "eval_seconds": "wall time of the validation and test evaluation",
+    "valid_seconds": "wall time of the validation evaluation alone (included in eval_seconds)",
     "improved": "whether valid_metric improved, i.e. this epoch is the best so far",
 }
 

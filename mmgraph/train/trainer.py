@@ -400,10 +400,11 @@ class Trainer:
                 if evaluated:
                     t0 = time.perf_counter()
                     valid = self.evaluate("valid")
+                    t1 = time.perf_counter()
                     test = self.evaluate("test")
                     improved = valid[cfg.valid_metric] > state["best_value"]
                     row.update(valid=valid, test=test, improved=improved,
-                               eval_seconds=time.perf_counter() - t0)
+                               eval_seconds=time.perf_counter() - t0, valid_seconds=t1 - t0)
                 # the epoch's record (state, metrics line, best model, checkpoint) is
                 # complete or absent: an interrupt during it is raised after it
                 with _deferred_interrupts():
