@@ -376,7 +376,8 @@ class Trainer:
             del ckpt
             if run is not None:
                 run.reset_metrics(state["history"])
-                if best_state is not None and cfg.checkpoint_every > 1:
+                if best_state is not None:
+                    # with sparse checkpoints (checkpoint_every > 1, then or now)
                     # best_model.pt may hold an epoch after the checkpoint's
                     self._save_best(best_state, data_sig)
         elif run is not None:
