@@ -90,7 +90,7 @@ def test_models_markdown_is_the_docs_reference(capsys):
     (["--model", "grcn", "--fusion-mode", "mean", "--latent-dim", "8"],
      "fusion_mode='mean' needs latent_dim == embedding_dim"),
     (["--model", "lgmrec", "--keep-rate", "0"], "keep_rate must be in (0, 1]"),
-    (["--model", "mmgcn", "--num-layers", "0"], "MMGCN needs num_layers >= 1"),
+    (["--model", "mmgcn", "--num-layers", "0"], "num_layers must be >= 1 for MMGCN"),
     (["--model", "mgcn", "--knn-method", "annoy"], "knn_method"),
 ])
 def test_model_options_are_checked_before_the_data_loads(args, msg, capsys):

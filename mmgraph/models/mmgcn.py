@@ -74,7 +74,7 @@ class MMGCNConfig(ModelConfig):
 
     def __post_init__(self):
         if self.num_layers < 1:
-            raise ValueError(f"MMGCN needs num_layers >= 1, got {self.num_layers}")
+            raise ValueError(f"num_layers must be >= 1 for MMGCN, got {self.num_layers}")
 
 
 class _ModalityGCN(nn.Module):
