@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import stat
 import sys
 import tempfile
@@ -41,6 +42,8 @@ import torch
 from torch_geometric.data import HeteroData, InMemoryDataset
 from torch_geometric.data.dataset import files_exist
 
+from .fingerprint import remember_digest, tensor_digest
+from .hetero import modality_features
 from .layouts import READERS, _check_layout, detect_layout, layout_files, reader_options
 
 __all__ = ["CACHE_ENV", "MultimodalRecDataset", "default_processed_dir", "raw_signature"]
@@ -193,8 +196,14 @@ class MultimodalRecDataset(InMemoryDataset):
             return
         super().__init__(str(folder), transform, log=log, force_reload=force_reload)
         self.load(self.processed_paths[0], data_cls=HeteroData)
+        meta = json.loads(Path(self.processed_paths[1]).read_text())
+        # the features' content digests, computed once when the cache was written: a
+        # checkpoint's dataset fingerprint then reads none of the (memory-mapped) pages
+        features = modality_features(self._data)
+        for m, digest in meta.get("feature_sha1", {}).items():
+            if m in features:
+                remember_digest(features[m], digest)
         if self.from_cache:
-            meta = json.loads(Path(self.processed_paths[1]).read_text())
             self.warnings = list(meta.get("warnings", []))
             for msg in self.warnings:
                 warnings.warn(msg, UserWarning, stacklevel=2)
@@ -217,6 +226,18 @@ class MultimodalRecDataset(InMemoryDataset):
     def processed_file_names(self) -> list[str]:
         stem = f"{self.layout}-{self._opt_key}-{self._raw_key}"
         return [stem + ".pt", stem + ".json"]
+
+    def load(self, path: str, data_cls=HeteroData) -> None:
+        """PyG's :meth:`InMemoryDataset.load` with the file memory-mapped: a tensor's
+        pages are read when first touched, so features a model never reads (an
+        ID-only model on multimodal data) take no memory; writes stay private to
+        the process (copy-on-write)."""
+        try:
+            out = torch.load(path, mmap=True, weights_only=True)
+        except pickle.UnpicklingError:       # a PyG without its safe globals registered
+            out = torch.load(path, mmap=True, weights_only=False)
+        data, self.slices, data_cls = out
+        self.data = data_cls.from_dict(data) if isinstance(data, dict) else data
 
     def _process(self) -> None:
         # PyG's version also writes pre_transform.pt / pre_filter.pt in place (not
@@ -247,7 +268,8 @@ class MultimodalRecDataset(InMemoryDataset):
         pt, meta = (Path(p) for p in self.processed_paths)
         _atomic_write(pt, lambda tmp: torch.save((data.to_dict(), None, HeteroData), tmp))
         info = {"layout": self.layout, "options": self.options, "raw_files": self._signature,
-                "warnings": self.warnings, "format": _FORMAT}
+                "warnings": self.warnings, "format": _FORMAT,
+                "feature_sha1": {m: tensor_digest(x) for m, x in modality_features(data).items()}}
         _atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1,
                                                                         default=repr)))
         # older versions of the same dataset and options are stale now; another

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .lazy import tensor_recipe
 
-__all__ = ["tensor_digest", "tensor_fingerprint"]
+__all__ = ["tensor_digest", "tensor_fingerprint", "remember_digest"]
 
 # id(tensor) -> (its version counter, digest): each content is hashed once;
 # the entry goes when the tensor does
@@ -36,6 +36,17 @@ def tensor_digest(t: Tensor) -> str:
         weakref.finalize(t, _DIGESTS.pop, key, None)
     _DIGESTS[key] = (t._version, digest)
     return digest
+
+
+def remember_digest(t: Tensor, digest: str) -> None:
+    """Record ``digest`` as :func:`tensor_digest` of ``t`` as it is now (the caller
+    knows it: e.g. the processed dataset cache stores its features' digests), so
+    that fingerprinting ``t`` reads none of its bytes; an in-place change of ``t``
+    makes it hashed again."""
+    key = id(t)
+    if key not in _DIGESTS:
+        weakref.finalize(t, _DIGESTS.pop, key, None)
+    _DIGESTS[key] = (t._version, digest)
 
 
 def tensor_fingerprint(t: Tensor) -> str:

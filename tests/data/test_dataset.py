@@ -167,3 +167,42 @@ def test_real_tiktok_second_load_is_fast(tmp_path, monkeypatch):
     assert_same(first, second)
     assert torch.equal(first["user", "interacts", "item"].rating, second["user", "interacts", "item"].rating)
     assert elapsed < 1.0, elapsed          # ~0.02 s on an idle core
+
+
+def test_cached_features_are_memory_mapped_and_fingerprinted_without_reading(tmp_path, no_env,
+                                                                            monkeypatch):
+    """The cache stores each feature matrix's SHA-1 when it is written; a load maps the file
+    and a checkpoint's dataset fingerprint then hashes no feature bytes (an ID-only model
+    keeps the features out of memory), and equals the fingerprint of the hashed content."""
+    import hashlib
+    import json
+
+    import mmgraph.data.fingerprint as fp
+    from mmgraph.train.checkpoint import dataset_signature
+    write_mmrec(toy(), tmp_path / "d", "toy")
+    first = MultimodalRecDataset(tmp_path / "d")
+    meta = json.loads((tmp_path / "d" / "processed" / first.processed_file_names[1]).read_text())
+    x = toy()["item"].x_image
+    assert meta["feature_sha1"]["image"] == hashlib.sha1(x.numpy().data).hexdigest()
+    ds = MultimodalRecDataset(tmp_path / "d")
+    assert ds.from_cache
+    data = ds[0]
+    assert torch.equal(data["item"].x_image, x)
+
+    feat = data["item"].x_image
+    assert fp._DIGESTS[id(feat)] == (feat._version, meta["feature_sha1"]["image"])  # known
+    hashed = []
+    real = fp.tensor_digest.__globals__["hashlib"].sha1
+
+    def spy(b=b"", *a, **k):
+        hashed.append(len(bytes(b)))
+        return real(b, *a, **k)
+    monkeypatch.setattr(fp, "hashlib", type("H", (), {"sha1": staticmethod(spy)}))
+    sig = dataset_signature(data)
+    assert sig["features"]["image"]["sha1"] == meta["feature_sha1"]["image"]
+    assert hashed == []                                   # no feature byte was read
+    monkeypatch.undo()
+    # an in-place change is seen (hashed again), and stays private to the process
+    data["item"].x_image[0, 0] += 1.0
+    assert dataset_signature(data)["features"]["image"]["sha1"] != meta["feature_sha1"]["image"]
+    assert torch.equal(MultimodalRecDataset(tmp_path / "d")[0]["item"].x_image, x)
