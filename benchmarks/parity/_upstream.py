@@ -272,3 +272,51 @@ def recall_at(data, score: Callable[[torch.Tensor], torch.Tensor], split: str = 
     """Recall@k of a scoring function ``users [B] -> [B, I]`` (MMRec protocol)."""
     from mmgraph.evaluation import Evaluator
     return Evaluator(data, ks=(k,)).evaluate(score, split=split)[f"recall@{k}"]
+
+
+def train_side_by_side(data, ours, theirs, opt_ours, opt_theirs, batches, eval_every: int,
+                       their_loss: Callable, their_scorer: Callable, schedulers=(),
+                       digits: int = 5) -> list[dict[str, Any]]:
+    """N steps of both models on the same ``batches`` (``[(epoch, Batch), ...]``).
+
+    Each step: ours (``sum(ours.loss(b, ours()))``) then theirs
+    (``their_loss(b)``, a scalar tensor), each through its own optimiser;
+    ``schedulers`` step when the epoch changes. Every ``eval_every`` steps and
+    at the last, both are evaluated on valid Recall@20 through mmgraph's
+    evaluator (``their_scorer()`` returns ``users [B] -> scores [B, I]``).
+    Returns one row per step (losses, recalls where evaluated); the last row
+    also holds the seconds per step of each side.
+    """
+    import time
+    rows, epoch, t_o, t_t = [], batches[0][0], 0.0, 0.0
+    for step, (ep, b) in enumerate(batches, 1):
+        if ep != epoch:
+            for s in schedulers:
+                s.step()
+            epoch = ep
+        ours.train(), theirs.train()
+        t0 = time.perf_counter()
+        loss_o = sum(ours.loss(b, ours()).values())
+        opt_ours.zero_grad()
+        loss_o.backward()
+        opt_ours.step()
+        t1 = time.perf_counter()
+        loss_t = their_loss(b)
+        opt_theirs.zero_grad()
+        loss_t.backward()
+        opt_theirs.step()
+        t_o += t1 - t0
+        t_t += time.perf_counter() - t1
+        row = {"step": step, "loss_ours": loss_o.item(), "loss_upstream": loss_t.item()}
+        if step % eval_every == 0 or step == len(batches):
+            ours.eval(), theirs.eval()
+            with torch.no_grad():
+                out = ours()
+                row["recall20_ours"] = recall_at(data, lambda u: ours.score(u, out))
+                row["recall20_upstream"] = recall_at(data, their_scorer())
+            print(f"step {step:4d}  loss {row['loss_ours']:.{digits}f} / "
+                  f"{row['loss_upstream']:.{digits}f}   valid R@20 {row['recall20_ours']:.4f} / "
+                  f"{row['recall20_upstream']:.4f}", flush=True)
+        rows.append(row)
+    rows[-1]["seconds_per_step"] = {"ours": t_o / len(batches), "upstream": t_t / len(batches)}
+    return rows

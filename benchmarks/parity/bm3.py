@@ -28,14 +28,13 @@ import copy
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _upstream import (MMRecStub, UpstreamMissing, compare, fixed_batches,  # noqa: E402
-                       import_upstream, recall_at, write_features)
+                       import_upstream, train_side_by_side, write_features)
 
 from mmgraph.data import load_dataset, modality_names  # noqa: E402
 from mmgraph.models.bm3 import BM3, BM3Config  # noqa: E402
@@ -125,37 +124,15 @@ def train_both(ours, theirs, data, batches, a) -> list[dict]:
     opt_o = torch.optim.Adam([p for p in ours.parameters() if p.requires_grad], lr=a.lr, fused=True)
     opt_t = torch.optim.Adam(theirs.parameters(), lr=a.lr)
     n_mod = int(theirs.v_feat is not None) + int(theirs.t_feat is not None)
-    constants = 2.0 + 2.0 * n_mod * theirs.cl_weight
-    rows, t_o, t_t = [], 0.0, 0.0
-    for step, (_, b) in enumerate(batches, 1):
-        ours.train(), theirs.train()
-        t0 = time.perf_counter()
-        loss_o = sum(ours.loss(b, ours()).values())
-        opt_o.zero_grad()
-        loss_o.backward()
-        opt_o.step()
-        t1 = time.perf_counter()
-        loss_t = theirs.calculate_loss((b.users, b.pos_items)).squeeze()
-        opt_t.zero_grad()
-        loss_t.backward()
-        opt_t.step()
-        t_o += t1 - t0
-        t_t += time.perf_counter() - t1
-        row = {"step": step, "loss_ours": loss_o.item(), "loss_upstream": loss_t.item() - constants}
-        if step % a.eval_every == 0 or step == len(batches):
-            ours.eval(), theirs.eval()
-            with torch.no_grad():
-                out = ours()
-                row["recall20_ours"] = recall_at(data, lambda u: ours.score(u, out))
-                pu, pi = theirs.forward()
-                pu, pi = theirs.predictor(pu), theirs.predictor(pi)
-                row["recall20_upstream"] = recall_at(data, lambda u: pu[u] @ pi.t())
-            print(f"step {step:4d}  loss {row['loss_ours']:.5f} / {row['loss_upstream']:.5f}   "
-                  f"valid R@20 {row['recall20_ours']:.4f} / {row['recall20_upstream']:.4f}",
-                  flush=True)
-        rows.append(row)
-    rows[-1]["seconds_per_step"] = {"ours": t_o / len(batches), "upstream": t_t / len(batches)}
-    return rows
+    constants = 2.0 + 2.0 * n_mod * theirs.cl_weight      # MMRec's 1 - cos offsets
+
+    def scorer():
+        pu, pi = theirs.forward()
+        pu, pi = theirs.predictor(pu), theirs.predictor(pi)
+        return lambda u: pu[u] @ pi.t()
+    return train_side_by_side(
+        data, ours, theirs, opt_o, opt_t, batches, a.eval_every,
+        lambda b: theirs.calculate_loss((b.users, b.pos_items)).squeeze() - constants, scorer)
 
 
 def main(argv=None) -> int:

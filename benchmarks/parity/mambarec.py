@@ -31,14 +31,13 @@ import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _upstream import (MMRecStub, UpstreamMissing, compare, fixed_batches,  # noqa: E402
-                       import_upstream, recall_at, write_features)
+                       import_upstream, train_side_by_side, write_features)
 
 from mmgraph.data import load_dataset, modality_names  # noqa: E402
 from mmgraph.models.mambarec import MambaRec, MambaRecConfig  # noqa: E402
@@ -225,40 +224,14 @@ def train_both(ours, theirs, data, batches, args) -> list[dict]:
     opt_o = torch.optim.Adam([p for p in ours.parameters() if p.requires_grad], lr=args.lr, fused=True)
     opt_t = torch.optim.Adam(theirs.parameters(), lr=args.lr)
     sch = [torch.optim.lr_scheduler.LambdaLR(o, lambda e: 0.96 ** (e / 50)) for o in (opt_o, opt_t)]
-    rows, epoch = [], batches[0][0]
-    t_o = t_t = 0.0
-    for step, (ep, b) in enumerate(batches, 1):
-        if ep != epoch:
-            for s in sch:
-                s.step()
-            epoch = ep
-        ours.train(), theirs.train()
-        t0 = time.perf_counter()
-        loss_o = sum(ours.loss(b, ours()).values())
-        opt_o.zero_grad()
-        loss_o.backward()
-        opt_o.step()
-        t1 = time.perf_counter()
-        loss_t = theirs.calculate_loss((b.users, b.pos_items, b.neg_items))
-        opt_t.zero_grad()
-        loss_t.backward()
-        opt_t.step()
-        t_o += t1 - t0
-        t_t += time.perf_counter() - t1
-        row = {"step": step, "loss_ours": loss_o.item(), "loss_upstream": loss_t.item()}
-        if step % args.eval_every == 0 or step == len(batches):
-            ours.eval(), theirs.eval()
-            with torch.no_grad():
-                out = ours()
-                row["recall20_ours"] = recall_at(data, lambda u: ours.score(u, out))
-                ue, ie = theirs.forward(theirs.norm_adj)
-                row["recall20_upstream"] = recall_at(data, lambda u: ue[u] @ ie.t())
-            print(f"step {step:4d}  loss {row['loss_ours']:.5f} / {row['loss_upstream']:.5f}   "
-                  f"valid R@20 {row['recall20_ours']:.4f} / {row['recall20_upstream']:.4f}",
-                  flush=True)
-        rows.append(row)
-    rows[-1]["seconds_per_step"] = {"ours": t_o / len(batches), "upstream": t_t / len(batches)}
-    return rows
+
+    def scorer():
+        ue, ie = theirs.forward(theirs.norm_adj)
+        return lambda u: ue[u] @ ie.t()
+    return train_side_by_side(
+        data, ours, theirs, opt_o, opt_t, batches, args.eval_every,
+        lambda b: theirs.calculate_loss((b.users, b.pos_items, b.neg_items)), scorer,
+        schedulers=sch)
 
 
 def main(argv=None) -> int:

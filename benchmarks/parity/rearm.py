@@ -53,7 +53,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _upstream import (UpstreamMissing, compare, fixed_batches,  # noqa: E402
-                       import_upstream, recall_at)
+                       import_upstream, train_side_by_side)
 
 from mmgraph.data import load_dataset, modality_names  # noqa: E402
 from mmgraph.data.hetero import (modality_features, num_items, num_users,  # noqa: E402
@@ -332,36 +332,14 @@ def train_both(ours, theirs, data, batches, args) -> list[dict]:
     opt_o = torch.optim.AdamW([p for p in ours.parameters() if p.requires_grad], lr=args.lr,
                               weight_decay=args.weight_decay, fused=True)
     opt_t = torch.optim.AdamW(theirs.parameters(), args.lr, weight_decay=args.weight_decay)
-    rows, t_o, t_t = [], 0.0, 0.0
-    for step, (_, b) in enumerate(batches, 1):
-        ours.train(), theirs.train()
-        t0 = time.perf_counter()
-        loss_o = sum(ours.loss(b, ours()).values())
-        opt_o.zero_grad()
-        loss_o.backward()
-        opt_o.step()
-        t1 = time.perf_counter()
-        loss_t = theirs.loss(*_their_batch(theirs, b))[0]
-        opt_t.zero_grad()
-        loss_t.backward()
-        opt_t.step()
-        t_o += t1 - t0
-        t_t += time.perf_counter() - t1
-        row = {"step": step, "loss_ours": loss_o.item(), "loss_upstream": loss_t.item()}
-        if step % args.eval_every == 0 or step == len(batches):
-            ours.eval(), theirs.eval()
-            with torch.no_grad():
-                out = ours()
-                row["recall20_ours"] = recall_at(data, lambda u: ours.score(u, out))
-                rep = theirs.forward()
-                ue, ie = rep[:theirs.n_users], rep[theirs.n_users:]
-                row["recall20_upstream"] = recall_at(data, lambda u: ue[u] @ ie.t())
-            print(f"step {step:4d}  loss {row['loss_ours']:.6f} / {row['loss_upstream']:.6f}   "
-                  f"valid R@20 {row['recall20_ours']:.4f} / {row['recall20_upstream']:.4f}",
-                  flush=True)
-        rows.append(row)
-    rows[-1]["seconds_per_step"] = {"ours": t_o / len(batches), "upstream": t_t / len(batches)}
-    return rows
+
+    def scorer():
+        rep = theirs.forward()
+        ue, ie = rep[:theirs.n_users], rep[theirs.n_users:]
+        return lambda u: ue[u] @ ie.t()
+    return train_side_by_side(
+        data, ours, theirs, opt_o, opt_t, batches, args.eval_every,
+        lambda b: theirs.loss(*_their_batch(theirs, b))[0], scorer, digits=6)
 
 
 def _print_graphs(g: dict) -> None:
