@@ -24,7 +24,7 @@ from .models.base import MODELS, build_model, get_model_class
 from .train import (RunFolder, Trainer, TrainConfig, TrainingDiverged, format_result, load_run,
                      to_json, train_config_for)
 from .train.config import (_one_line, add_dataclass_arguments, dataclass_overrides,
-                           field_descriptions, format_value, replace_checked)
+                           field_descriptions, format_value, json_value, replace_checked)
 
 DEFAULT_DATA = "synthetic:baby"
 
@@ -314,7 +314,6 @@ def cmd_models(argv: list[str]) -> int:
 def _parse_grid(items: list[str]) -> dict[str, list]:
     """``['reg_weight=1e-4,1e-3', 'mmd_sigmas=[[1],[2]]']`` -> ``{option: [values]}`` (text
     values are typed by the sweep, per model, as ``train`` reads them)."""
-    import json
     grid: dict[str, list] = {}
     for item in items:
         key, sep, text = item.partition("=")
@@ -323,12 +322,7 @@ def _parse_grid(items: list[str]) -> dict[str, list]:
                              f"got {item!r}")
         text = text.strip()
         if text.startswith("["):
-            try:
-                values = json.loads(text)
-            except ValueError as err:
-                raise ValueError(f"--grid {key}: invalid JSON list {text!r} ({err})") from None
-            if not isinstance(values, list):
-                raise ValueError(f"--grid {key}: expected a JSON list, got {text!r}")
+            values = json_value(text, list, f"--grid {key}")
         else:
             values = [v.strip() for v in text.split(",") if v.strip()]
         if key.strip() in grid:

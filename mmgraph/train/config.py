@@ -196,6 +196,19 @@ def _members(tp: Any) -> tuple[list[Any], bool]:
     return [tp], False
 
 
+def json_value(text: str, kind: type, label: str):
+    """``json.loads(text)``, which must be a ``kind`` (``dict`` or ``list``); errors
+    start with ``label`` (e.g. the option) and quote the text."""
+    noun = "object" if kind is dict else "list"
+    try:
+        obj = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{label}: invalid JSON {noun} {text!r} ({err})") from None
+    if not isinstance(obj, kind):
+        raise ValueError(f"{label}: expected a JSON {noun}, got {text!r}")
+    return obj
+
+
 def _parse_value(text: str, tp: Any, name: str) -> Any:
     """Read one CLI value as type ``tp`` (see :func:`type_help` for the forms)."""
     members, optional = _members(tp)
@@ -219,12 +232,7 @@ def _parse_value(text: str, tp: Any, name: str) -> Any:
         value_tp = args[1] if len(args) == 2 else str
         text = text.strip()
         if text.startswith("{"):
-            try:
-                obj = json.loads(text)
-            except ValueError as err:
-                raise ValueError(f"--{name}: invalid JSON object {text!r} ({err})") from None
-            if not isinstance(obj, dict):
-                raise ValueError(f"--{name}: expected a JSON object, got {text!r}")
+            obj = json_value(text, dict, f"--{name}")
             return {str(k): _parse_value("none" if v is None else str(v), value_tp, name)
                     for k, v in obj.items()}
         out = {}
@@ -239,10 +247,7 @@ def _parse_value(text: str, tp: Any, name: str) -> Any:
         inner = args[0] if args else str
         text = text.strip()
         if text.startswith("["):
-            try:
-                items = [str(v) for v in json.loads(text)]
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"--{name}: invalid JSON list {text!r} ({err})") from None
+            items = [str(v) for v in json_value(text, list, f"--{name}")]
         else:
             items = [t for t in text.replace(" ", "").split(",") if t]
         return tuple(_parse_value(t, inner, name) for t in items)
