@@ -3,6 +3,7 @@
     git clone https://github.com/enoche/MMRec /path/to/MMRec
     python benchmarks/peers.py --mmrec /path/to/MMRec [--data synthetic:baby]
         [--models lightgcn,bprmf,bm3,freedom] [--epochs 4] [--threads 1] [--reps 1]
+        [--device cpu|cuda]
 
 For every model both sides train ``--epochs`` epochs in their own process
 (interleaved: MMRec, ours, MMRec, ... with the order alternating per
@@ -14,7 +15,8 @@ reads back, so both see identical interactions, split and features:
   dataset config for the folder; the minimum environment shims of
   ``benchmarks/parity/_upstream.py``; nothing of it is in this repository)
   through its own ``quick_start``, with its hyper-parameter grid replaced by
-  the one value mmgraph uses (``MODELS`` below), CPU, early stopping off;
+  the one value mmgraph uses (``MODELS`` below), on ``--device`` (its
+  ``use_gpu``), early stopping off;
 * mmgraph runs ``mmgraph train`` with its defaults.
 
 Measured per side: seconds per training epoch (MMRec's ``training [time``
@@ -98,9 +100,11 @@ def _rss_wrapper(cmd: list[str]) -> list[str]:
 
 
 def run_mmrec(work: Path, model: str, dataset: str, epochs: int, env: dict,
-              timeout: float) -> dict:
+              timeout: float, device: str = "cpu") -> dict:
     mm_name, options = MODELS[model]
-    config = {"gpu_id": 0, "use_gpu": False, "epochs": epochs, "stopping_step": 10 ** 6,
+    gpu = device.startswith("cuda")
+    config = {"gpu_id": int(device.partition(":")[2] or 0) if gpu else 0, "use_gpu": gpu,
+              "epochs": epochs, "stopping_step": 10 ** 6,
               "seed": [999], "hyper_parameters": [], "save_recommended_topk": False,
               "learning_rate_scheduler": [1.0, 50], **options}
     src = work / "mmrec" / "src"
@@ -120,11 +124,11 @@ def run_mmrec(work: Path, model: str, dataset: str, epochs: int, env: dict,
 
 
 def run_ours(work: Path, model: str, folder: Path, epochs: int, threads: int, env: dict,
-             timeout: float) -> dict:
+             timeout: float, device: str = "cpu") -> dict:
     out_dir = work / "ours" / model
     cmd = [sys.executable, "-m", "mmgraph.cli", "train", "--model", model, "--data", str(folder),
            "--epochs", str(epochs), "--patience", str(10 ** 6), "--threads", str(threads),
-           "--out-dir", str(out_dir), "--overwrite", "--progress", "false"]
+           "--out-dir", str(out_dir), "--overwrite", "--progress", "false", "--device", device]
     proc = subprocess.Popen(_rss_wrapper(cmd), cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     rc, out, rss = _wait(proc, timeout)
@@ -154,6 +158,8 @@ def main(argv=None) -> int:
     p.add_argument("--reps", type=int, default=1)
     p.add_argument("--malloc", choices=("default", "tuned"), default="default",
                    help="glibc allocator setting, the same on both sides")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N], the same on both sides "
+                   "(peak RSS is then host memory only)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
@@ -187,8 +193,9 @@ def main(argv=None) -> int:
             for m in models:
                 sides = ["mmrec", "ours"] if rep % 2 == 0 else ["ours", "mmrec"]
                 for side in sides:
-                    r = (run_mmrec(work, m, name, a.epochs, env, a.timeout) if side == "mmrec"
-                         else run_ours(work, m, folder, a.epochs, a.threads, env, a.timeout))
+                    r = (run_mmrec(work, m, name, a.epochs, env, a.timeout, a.device)
+                         if side == "mmrec" else
+                         run_ours(work, m, folder, a.epochs, a.threads, env, a.timeout, a.device))
                     results[m][side].append(r)
                     print(f"rep {rep} {m:9s} {side:6s} train s/epoch {_steady(r['train']):.2f}  "
                           f"valid eval s {_steady(r['valid']):.2f}  peak RSS "
@@ -197,7 +204,8 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n## mmgraph vs the MMRec toolbox ({a.data}, {a.epochs} epochs, {a.threads} thread(s), "
+    print(f"\n## mmgraph vs the MMRec toolbox ({a.data}, {a.device}, {a.epochs} epochs, "
+          f"{a.threads} thread(s), "
           f"allocator {a.malloc}, {a.reps} rep(s); medians)\n")
     head = ("| model | train s/epoch ours | MMRec | speed-up | valid eval s ours | MMRec | "
             "speed-up | peak RSS ours / MMRec (MiB) | valid R@20 ours / MMRec |")
