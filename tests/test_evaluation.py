@@ -7,6 +7,7 @@ import torch
 from mmgraph.data.hetero import build_hetero, split_edge_index
 from mmgraph.evaluation import Evaluator, cold_start_split, evaluate, recommend
 from mmgraph.models.base import Embeddings, Recommender
+from marks import requires_cuda
 
 
 def _score_fn(matrix):
@@ -299,7 +300,7 @@ def test_cold_start_split_protects_single_item_users():
     assert int((deg[2:] == 0).sum()) == 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_cuda_matches_cpu():
     data = _random_data(seed=7)
     scores = torch.rand(40, 30, generator=torch.Generator().manual_seed(3))

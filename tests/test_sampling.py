@@ -4,6 +4,7 @@ import torch
 from mmgraph.data.hetero import build_hetero
 from mmgraph.models.base import Batch
 from mmgraph.sampling import InteractionLoader, NegativeSampler
+from marks import requires_cuda
 
 
 def _random_data(n_users=30, n_items=50, n_edges=400, seed=0):
@@ -145,7 +146,7 @@ def test_loader_options():
     assert len(bs) == 6 and bs[0].neg_items.shape == (64, 3)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 def test_cuda_sampler_and_loader():
     data = _random_data()
     cpu = NegativeSampler(data)

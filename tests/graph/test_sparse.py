@@ -4,6 +4,7 @@ import torch
 
 from mmgraph.backend import has_torch_sparse, resolve_spmm_backend
 from mmgraph.graph import SparseAdj, mix_adjacency
+from marks import requires_cuda, requires_torch_sparse
 
 
 BACKENDS = ["torch", "pyg"] + (["torch_sparse"] if has_torch_sparse() else [])
@@ -90,7 +91,7 @@ def test_backends_agree():
     assert resolve_spmm_backend("auto") == ("torch_sparse" if has_torch_sparse() else "torch")
 
 
-@pytest.mark.skipif(not has_torch_sparse(), reason="torch-sparse not installed")
+@requires_torch_sparse
 def test_torch_sparse_backend_matches_torch():  # pragma: no cover - optional dependency
     ei, w = random_edges(20, 20, 80, seed=5)
     x = torch.randn(20, 4)
@@ -163,7 +164,7 @@ def test_dtype_and_device_handling():
         a.matmul(torch.ones(4, 2, dtype=torch.long))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@requires_cuda
 def test_cuda_matches_cpu():  # pragma: no cover - needs a GPU
     ei, w = random_edges(50, 50, 300, seed=10)
     a = SparseAdj.from_edge_index(ei, w.float(), 50)

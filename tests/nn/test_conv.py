@@ -9,6 +9,7 @@ from mmgraph.data.hetero import build_hetero
 from mmgraph.graph import (SparseAdj, bipartite_adjacency, bipartite_adjacency_from_edges,
                            bipartite_gcn_norm, interaction_matrix, knn_graph)
 from mmgraph.nn import ItemItemConv, LightGCNConv, LightGCNEncoder
+from marks import requires_cuda, requires_torch_sparse
 
 U, I, D = 11, 8, 5
 
@@ -192,7 +193,7 @@ def test_encoder_backends_agree():
                 torch.testing.assert_close(g, r)
 
 
-@pytest.mark.skipif(not has_torch_sparse(), reason="torch-sparse not installed")
+@requires_torch_sparse
 def test_encoder_sparse_tensor_input():  # pragma: no cover - optional dependency
     ei = bipartite_edges(seed=10)
     adj = bipartite_adjacency_from_edges(ei, U, I)
@@ -222,7 +223,7 @@ def test_item_item_conv():
     assert torch.equal(ItemItemConv(0)(x, s.double()), x)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@requires_cuda
 def test_encoder_cuda_matches_cpu():  # pragma: no cover - needs a GPU
     ei = bipartite_edges(seed=12)
     adj = bipartite_adjacency_from_edges(ei, U, I)

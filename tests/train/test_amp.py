@@ -7,6 +7,7 @@ import torch
 from mmgraph.models import BPRMF, LightGCN, LightGCNConfig
 from mmgraph.train import Trainer, TrainConfig
 from mmgraph.train.trainer import amp_dtype
+from marks import requires_cuda
 
 
 def _cfg(**kw):
@@ -76,7 +77,7 @@ def test_bf16_cpu_with_sparse_propagation(tiny):
     assert res.history[1]["loss"] < res.history[0]["loss"]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@requires_cuda
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_cuda_amp_trains(tiny, amp):
     assert _sparse_autocast_safe(tiny, "cuda", amp_dtype(amp, "cuda"))
