@@ -2,7 +2,9 @@ r"""BM3 (Zhou et al., WWW'23): bootstrapped latent representations, no negatives
 
 Paper: "Bootstrap Latent Representations for Multi-modal Recommendation";
 reference code github.com/enoche/BM3 (also in the MMRec toolbox). This is an
-independent implementation on mmgraph's graphs, layers and losses.
+independent implementation on mmgraph's graphs, layers and losses. See
+``docs/models/bm3.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 
@@ -25,12 +27,8 @@ __all__ = ["BM3", "BM3Config"]
 
 @dataclass
 class BM3Config(ModelConfig):
-    r"""BM3 settings; defaults are the authors' best Amazon-Baby configuration.
-
-    Sources: MMRec / BM3 ``configs/model/BM3.yaml`` (grid ``n_layers`` {1, 2},
-    ``dropout`` {0.3, 0.5}, ``reg_weight`` {0.1, 0.01}, ``cl_weight`` 2.0) and
-    the BM3 README / issue enoche/BM3#2, which give Baby's best point
-    ``(n_layers, reg_weight, dropout) = (1, 0.1, 0.5)``.
+    r"""BM3 settings; defaults are the authors' best Amazon-Baby configuration
+    (sources and the authors' names: ``docs/models/bm3.md``).
 
     Attributes:
         embedding_dim: ``d`` of the ID embeddings and of the projected
@@ -107,19 +105,11 @@ class BM3(Recommender):
 
     Scores use the predictor outputs: :math:`s(u, i) = f_p(\mathbf h_u)^\top f_p(\mathbf h_i)`.
 
-    Faithfulness notes (MMRec's ``bm3.py``):
-
-    * MMRec writes each term as ``1 - cos``; ``neg_cosine`` is ``-cos``. The
-      constants (``2 + 2M`` in all, times ``cl_weight`` for the modality
-      terms) change the logged loss, not the gradients.
-    * The target dropout masks are drawn over the *full* matrices and the
-      batch rows indexed afterwards, as MMRec does (``target_dropout='batch'``
-      draws one mask per batch row instead). With dropout off, loss terms and
-      gradients equal MMRec's ``bm3.py`` on identical weights
-      (``benchmarks/parity/bm3.py``).
-      Likewise modality features are projected for the batch's items only
-      (or for all items, when there are fewer items than batch rows): the
-      loss and every gradient are the same as MMRec's projection of all items.
+    Each term is ``-cos`` where MMRec writes ``1 - cos`` (same gradients); the
+    target dropout masks are drawn over the *full* matrices and the batch rows
+    indexed afterwards, as MMRec does (``target_dropout='batch'``: one mask per
+    batch row). Differences from MMRec's ``bm3.py`` and the parity run
+    (``benchmarks/parity/bm3.py``): ``docs/models/bm3.md``.
 
     Shapes: ``forward() -> Embeddings(user [U, d], item [I, d], extra)`` with
     the predictor outputs as ``user`` / ``item`` and ``extra = {'online_user':

@@ -1,4 +1,8 @@
-"""BPR-MF (Rendle et al., UAI'09): matrix factorisation trained with BPR."""
+"""BPR-MF (Rendle et al., UAI'09): matrix factorisation trained with BPR.
+
+See ``docs/models/bprmf.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

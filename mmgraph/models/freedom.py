@@ -3,7 +3,8 @@ r"""FREEDOM (Zhou & Shen, MM'23): a frozen item-item graph and a denoised user-i
 Paper: "A Tale of Two Graphs: Freezing and Denoising Graph Structures for
 Multimodal Recommendation"; reference code github.com/enoche/FREEDOM (also in
 the MMRec toolbox). This is an independent implementation on mmgraph's graphs,
-layers and losses.
+layers and losses. See ``docs/models/freedom.md``: the paper, the equations,
+every option with the authors' name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -16,10 +16,8 @@ refined ``num_routing`` times:
     \mathbf p_u \leftarrow \mathrm{norm}\Big(\mathbf p_u +
         \sum_{i\in\mathcal N(u)} \alpha_{ui}\mathbf f_i\Big).
 
-(Users aggregate their items, as in the paper. In MMRec's code the routing
-messages flow from users to items over the one-directional edge list, so the
-user rows it reads back are zero and routing leaves the preferences as they
-were.)
+(Users aggregate their items, as in the paper; MMRec's code differs here, see
+``docs/models/grcn.md``.)
 
 **Edge scores.** On the symmetric user-item graph with nodes
 :math:`\mathbf x = [\mathbf p; \mathbf f]`, each edge :math:`j \to n` gets the
@@ -46,6 +44,9 @@ aggregation) run on the CSR structure of the project's user-item adjacency
 (:func:`~mmgraph.graph.bipartite_adjacency`) with learned values: there is no
 loop over users or edges, and gradients reach the edge weights through
 :meth:`~mmgraph.graph.SparseAdj.matmul`.
+
+See ``docs/models/grcn.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -3,6 +3,8 @@ r"""LATTICE (Zhang et al., MM'21): mining latent item-item structures from modal
 Paper: "Mining Latent Structures for Multimedia Recommendation"; reference
 code github.com/CRIPAC-DIG/LATTICE and the MMRec toolbox's ``lattice.py``.
 This is an independent implementation on mmgraph's graphs, layers and losses.
+See ``docs/models/lattice.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -37,6 +37,9 @@ the batch's final embeddings.
 
 In ``eval()`` mode the Gumbel noise is left out (plain ``softmax(logits /
 tau)``), so that scores are deterministic.
+
+See ``docs/models/lgmrec.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""LightGCN (He et al., SIGIR'20) on the project's propagation layers."""
+"""LightGCN (He et al., SIGIR'20) on the project's propagation layers.
+
+See ``docs/models/lightgcn.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass

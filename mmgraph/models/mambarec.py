@@ -2,7 +2,9 @@ r"""MambaRec (CIKM'25): local feature alignment with DREAM, global alignment wit
 
 Paper: "Modality Alignment with Multi-scale Bilateral Attention for
 Multimodal Recommendation"; authors' code github.com/rkl71/MambaRec. This is
-an independent implementation on mmgraph's graphs, layers and losses.
+an independent implementation on mmgraph's graphs, layers and losses. See
+``docs/models/mambarec.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 
@@ -79,9 +81,8 @@ class MambaRecConfig(ModelConfig):
             ``'xavier'`` (the authors' Xavier-uniform, whose bound
             ``sqrt(6 / (N + d))`` shrinks with the table size ``N``). With
             Xavier on tables of thousands of rows the contrastive term's
-            gradient is 30-170x BPR's at the start, Adam's step for BPR
-            shrinks accordingly and the BPR loss stays near ln 2 for tens of
-            epochs (see ``docs/models/mambarec.md``).
+            gradient dominates BPR's at the start and the BPR loss stays
+            near ln 2 for tens of epochs (see ``docs/models/mambarec.md``).
         embedding_init_std: standard deviation of ``'normal'`` (0.1, the
             LightGCN authors' initialisation).
     """
@@ -201,28 +202,12 @@ class MambaRec(Recommender):
       L2-normalised DREAM outputs, computed in ``[B, B]`` memory), averaged
       over modality pairs for ``M > 2``, zero for ``M = 1``.
 
-    Faithfulness notes (measured against the authors' code on identical
-    weights: ``benchmarks/parity/mambarec.py``; details in
-    ``docs/models/mambarec.md``):
-
-    * One deliberate difference: the ID tables start from ``N(0, 0.1^2)``
-      (``embedding_init='normal'``), not the authors' Xavier-uniform, under
-      which the BPR term stalls near ln 2 on tables of thousands of rows;
-      ``embedding_init='xavier'`` reproduces the authors' training.
-    * Raw features are **trained** by default, as in the authors' code
-      (``trainable_features=True``); ``False`` keeps them frozen (buffers,
-      not saved in the ``state_dict``).
-    * The authors run DREAM a second time inside the loss to get the MMD
-      inputs; in training mode that gives the same values as the forward pass
-      but updates the batch-norm running statistics twice per step. We reuse
-      the forward pass's DREAM output (one update per step).
-    * The two-layer image projection has no activation in between, so it is
-      applied as one composed matmul (see :class:`~mmgraph.nn.ModalityProjector`).
-
-    Training (authors): Adam, lr 1e-3 decayed by 0.96 per 50 epochs, batch
-    2048, one negative, early stopping on valid Recall@20 with patience 10
-    (:attr:`train_defaults`). The authors' schedule is the smooth
-    ``0.96 ** (epoch / 50)`` of a ``LambdaLR``.
+    The ID tables start from ``N(0, 0.1^2)`` (``embedding_init='normal'``),
+    not the authors' Xavier-uniform; raw features are trained
+    (``trainable_features=True``) as in the authors' code. Training: Adam, lr
+    1e-3 x ``0.96 ** (epoch / 50)``, patience 10 (:attr:`train_defaults`).
+    Every difference from the authors' code, and the parity run
+    (``benchmarks/parity/mambarec.py``): ``docs/models/mambarec.md``.
 
     Cold start: an item without training interactions has no user-item
     neighbours (its collaborative part is only ``E_I / (L+1)``) but it is

@@ -27,6 +27,9 @@ Final embeddings :math:`\mathbf c + \mathbf s`.
 :func:`~mmgraph.losses.l2_reg` of the batch's final embeddings +
 ``cl_weight`` x (InfoNCE(side, user-item view) of the batch's positive items
 + the same for its users), temperature ``temperature``.
+
+See ``docs/models/mgcn.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -25,6 +25,9 @@ preferences of the batch.
 Mean aggregation uses the project's row-normalised interaction matrices
 (:func:`~mmgraph.graph.interaction_matrix_from_edges` with ``'row'``) in both
 directions, i.e. two CSR products per layer instead of a scatter over edges.
+
+See ``docs/models/mmgcn.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

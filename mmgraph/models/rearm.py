@@ -61,50 +61,11 @@ The authors' L2 regularisation is AdamW's decoupled weight decay
 (``optimizer='adamw'``, ``weight_decay=5e-4``), carried by
 :attr:`REARM.train_defaults` like their learning rate ``5e-5``.
 
-Modalities
-----------
-The authors hard-wire two modalities, image ``v`` and text ``t``: one
-``image_*``/``text_*`` layer of each kind, ``i_mm_image_weight`` /
-``u_mm_image_weight`` mixing exactly two similarity graphs, the meta-network
-input ``2d``, one ``t -> v`` and one ``v -> t`` cross-attention, one InfoNCE
-and one orthogonality pair, and a ``3d`` output. Here every modality
-``x_<m>`` of the data (or ``config.modalities``) gets its own layers; for
-``N = 2`` (image, text) everything reduces to the authors' model, otherwise:
-``image`` gets its weight in the similarity mixes and the others share the
-rest equally (:func:`modality_mix_weights`); the cross-attention query of a
-modality is the mean of the other modalities; InfoNCE and orthogonality are
-summed over all modality pairs; with ``N = 1`` there is no cross-attention,
-InfoNCE or orthogonality term.
-
-Differences from the authors' code (github.com/MrShouxingMa/REARM)
-------------------------------------------------------------------
-* Co-occurrence rows keep only nodes with a positive count (at most ``k``,
-  ties to the lower id, :func:`~mmgraph.graph.cooccurrence_graph`); the
-  authors pad short rows to ``k`` by repeating random kept neighbours
-  (a random re-weighting of the row) and give nodes without co-occurrence
-  the ``k`` most popular nodes: ``co_fill='repeat'`` does the same (with
-  other random draws).
-* The homography output is normalised part by part
-  (``homography_norm='parts'``); the authors normalise the whole row
-  (``'joint'``), so the projected raw features set the share of the ID part:
-  with TikTok's image features (row norm 33) it is 3% of the row, and after
-  the user-item propagation the ID term of the output is ~1000x smaller than
-  the modality terms (0.002 against 1-3 at initialisation): the collaborative
-  signal hardly enters the scores. Measured on TikTok with the authors'
-  training settings, ``'joint'`` loses validation recall for the first 20
-  epochs (patience stops it at its epoch-0 value), ``'parts'`` gains from
-  epoch 6 (``benchmarks/RESULTS.md``, "REARM against the authors' code").
-* Attention is :class:`ScalarTokenAttention`, the same function as their
-  ``nn.MultiheadAttention(1, 1)`` (tested), with the dropout mask drawn
-  differently.
-* Negatives are sampled among the items the user has not interacted with in
-  *training* (MMRec protocol, :class:`~mmgraph.sampling.NegativeSampler`);
-  the authors also exclude the user's validation and test items.
-* Users without training interactions get an all-zero interest profile
-  (the authors divide by zero).
-
-``benchmarks/parity/rearm.py`` runs the authors' code beside this model on
-identical weights, data and batches (results in ``benchmarks/RESULTS.md``).
+Any number ``N >= 1`` of modalities (the authors hard-wire image and text;
+``N = 2`` reduces to their model). The modalities, every option with the
+authors' name, the differences from the authors' code
+(github.com/MrShouxingMa/REARM) and the parity run
+(``benchmarks/parity/rearm.py``): ``docs/models/rearm.md``.
 """
 from __future__ import annotations
 
@@ -186,7 +147,7 @@ class REARMConfig(ModelConfig):
         homography_norm: L2 normalisation of the homography output
             ``[id | T_1 F_1 | ... | T_N F_N]``: ``'parts'`` normalises each
             ``d``-wide part, ``'joint'`` (the authors') the whole row, where
-            large raw features drown the ID part (module documentation).
+            large raw features drown the ID part (``docs/models/rearm.md``).
         knn_weighting: ``'similarity'`` (the authors' ``get_knn_adj_mat``:
             cosine similarity of the kept neighbours divided by ``k``, self
             included) or ``'binary'`` (``1/k`` per kept neighbour, FREEDOM's

@@ -32,6 +32,9 @@ negative sampling.
 * ``'FM'`` (feature masking): two propagations in which one randomly chosen
   item view (different in each) is zeroed; InfoNCE as for ``'FD'``;
 * ``'FD+FM'``: masking plus dropout.
+
+See ``docs/models/slmrec.md``: the paper, the equations, every option with the authors'
+name, and the differences from the authors' code.
 """
 from __future__ import annotations
 

@@ -2,7 +2,9 @@ r"""VBPR (He & McAuley, AAAI'16): BPR with visual (here: all modality) item fact
 
 This follows the MMRec toolbox's form of VBPR, in which the concatenation of
 all item modality features replaces the paper's CNN image features. It is an
-independent implementation on mmgraph's losses.
+independent implementation on mmgraph's losses. See ``docs/models/vbpr.md``: the
+paper, the equations, every option with the authors' name, and the differences from
+the authors' code.
 """
 from __future__ import annotations
 

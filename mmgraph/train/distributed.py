@@ -1,87 +1,17 @@
 r"""Data-parallel training on :mod:`torch.distributed` (DDP over interaction batches).
 
-mmgraph does not ship its own engine: processes are started by
-``torchrun`` (:mod:`torch.distributed.run`), join a process group
-(``gloo`` on CPU, ``NCCL`` on GPUs, ``env://`` rendezvous) and the model is
-wrapped in :class:`torch.nn.parallel.DistributedDataParallel`.
-:class:`~mmgraph.train.Trainer` switches to this mode by itself when it runs
-inside such a process group (``WORLD_SIZE > 1``); nothing in the model
-changes.
+Processes are started by ``torchrun`` (``mmgraph train --nproc N`` calls
+:func:`launch`) or by :func:`run_distributed`; :class:`~mmgraph.train.Trainer`
+switches to data-parallel training by itself inside a process group
+(``WORLD_SIZE > 1``). Every rank draws the same global batch and keeps its
+slice (:func:`shard_batch`), weighted so that averaged gradients are those of
+the global-batch mean; evaluation is sharded by users
+(:class:`ShardedEvaluator`).
 
-Launching
----------
-One machine, ``N`` processes (the CLI calls :func:`launch`, i.e.
-``torch.distributed.run.main`` with ``--standalone --nproc-per-node N``)::
-
-    mmgraph train --model lightgcn --data synthetic:baby --nproc 2
-    mmgraph train --model freedom --data path/to/baby --device cuda --nproc 4
-
-Several machines: run the same ``torchrun`` command on every node (the c10d
-rendezvous assigns the ranks; ``--nproc`` is not used then)::
-
-    torchrun --nnodes 2 --nproc-per-node 8 \
-        --rdzv-backend c10d --rdzv-endpoint node0.example:29500 --rdzv-id mmg1 \
-        -m mmgraph.cli train --model lightgcn --data /data/elec --device cuda
-
-Every rank loads the dataset itself (it must be readable on every node);
-only global rank 0 writes ``--out-dir`` (put it on rank 0's node or on a
-shared file system to resume). Within a node, ``OMP_NUM_THREADS`` (torchrun
-sets 1 when unset) controls the CPU threads of each process.
-
-From Python, :func:`run_distributed` starts ``N`` local processes with
-:func:`torch.multiprocessing.start_processes` (file rendezvous, no TCP
-port) and returns what ``fn`` returned on every rank (used by the tests)::
-
-    results = run_distributed(train_fn, 2, "synthetic:tiny")
-
-Semantics
----------
-* **Same global batches.** Every rank builds the same
-  :class:`~mmgraph.sampling.InteractionLoader` from the same seeded
-  generator, so all ranks see the same permutation and the same negatives;
-  rank ``r`` of ``W`` keeps the contiguous slice
-  ``[floor(rB/W), floor((r+1)B/W))`` of each global batch of ``B``
-  interactions (:func:`shard_batch`). The global batch is ``batch_size``,
-  exactly as in single-process training, whatever ``W`` is.
-* **One step.** ``out = ddp()`` (the wrapped model's input-free
-  ``forward``; every rank computes the full-graph forward), then
-  ``terms = model.loss(shard, out)`` on the underlying module. DDP averages
-  gradients over ranks. Each rank's loss is multiplied by
-  :math:`w_r = W B_r / B` (:math:`B_r` the shard size), so the averaged
-  gradient :math:`\frac1W\sum_r w_r \nabla \bar\ell_r = \frac1B\sum_i\nabla\ell_i`
-  is the gradient of the global-batch mean, also for unequal shards (the
-  last batch of an epoch). Logged losses are reduced the same way.
-* **Which losses this is exact for.** Terms that are means of per-example
-  terms over the batch (BPR, the ``L2 / B`` regulariser of
-  :func:`~mmgraph.models.base.bpr_terms` -- the ``/B`` becomes ``/B_r`` and
-  the weight ``w_r`` restores it --, BM3's cosine terms) and terms that do
-  not depend on the batch at all (BM3's full-matrix regulariser) give the
-  single-process gradient up to float rounding. Terms that couple the
-  examples of a batch -- **in-batch-negative losses such as InfoNCE**
-  (MambaRec's ``cl``, SLMRec, LGMRec) and **MMD between batch
-  distributions** -- are computed per shard, i.e. with ``B_r`` instead of
-  ``B`` in-batch negatives: a valid objective, but not the single-process
-  one (larger ``W`` means fewer negatives per anchor; raise ``batch_size``
-  to compensate). Random numbers drawn inside ``loss`` (BM3's target
-  dropout) come from each rank's generator, so they differ from a
-  single-process run too.
-* **Forward-side state.** ``forward()`` takes no input, so every rank runs
-  the same computation on the same parameters: batch-norm statistics and
-  random graph pruning stay identical across ranks as long as the ranks'
-  random streams do (they are seeded identically). Buffers are therefore
-  not broadcast every step (only once, when DDP wraps the model: frozen
-  feature buffers can be gigabytes).
-* **Every trainable parameter must get a gradient in every step** (DDP with
-  ``find_unused_parameters=False``: the loss is computed outside the
-  wrapped ``forward``, so DDP cannot search for unused parameters). The
-  trainer checks this after the first step and names the offenders.
-* **Evaluation** is sharded by users (:class:`ShardedEvaluator`): rank
-  ``r`` ranks the users ``r, r + W, r + 2W, ...`` of the split, the per-user
-  metric sums and the user count are all-reduced, and every rank gets the
-  same averages as a single-process evaluation (up to float summation
-  order).
-* Only rank 0 writes files, checkpoints and progress bars; checkpoints are
-  the plain (unwrapped) model's and resume with any number of processes.
+``docs/distributed.md`` documents the semantics: launching, which loss terms
+a data-parallel step reproduces exactly (and which it does not, model by
+model), random numbers, buffers, the every-parameter-gets-a-gradient rule,
+evaluation and checkpoints.
 """
 from __future__ import annotations
 
@@ -212,7 +142,7 @@ def wrap_model(model: torch.nn.Module, ctx: DistributedContext
     Buffers are synced from rank 0 once, not before every forward
     (``forward_sync_buffers=False`` / ``broadcast_buffers=False``: the
     input-free forward keeps buffers equal on every rank), ``gradient_as_bucket_view=True`` (no second copy of the
-    gradients), ``find_unused_parameters=False`` (see the module doc).
+    gradients), ``find_unused_parameters=False`` (see ``docs/distributed.md``).
     """
     import inspect
     ddp = torch.nn.parallel.DistributedDataParallel

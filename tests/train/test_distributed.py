@@ -87,3 +87,58 @@ def test_cli_nproc_launches_torchrun(tmp_path):
     for k, v in one["test"].items():
         assert two["test"][k] == pytest.approx(v, abs=1e-5), k
     assert json.loads((tmp_path / "two" / "run.json").read_text())["world_size"] == 2
+
+
+@pytest.mark.parametrize("name, term, ratio", [
+    ("bprmf", None, 1.0),            # means over the batch: exact
+    ("bm3", None, 1.0),              # + a batch-independent term and full-matrix dropout masks
+    ("lgmrec", "cl", 0.5),           # a sum over the batch: weighted like a mean, / W
+    ("vbpr", "reg", 2 ** 0.5),       # unsquared norms of the batch's rows (EmbLoss): ~sqrt(W)
+])
+def test_shard_gradients_follow_the_documented_semantics(name, term, ratio):
+    """docs/distributed.md's table: the weighted shard gradients of one step, averaged
+    over W = 2 ranks as DDP does, against the single-process gradient of the same step
+    (every rank's generator in the same state, as in a run). ``term=None``: the whole
+    loss is exact; otherwise the other terms are exact and ``term``'s gradient is
+    ``ratio`` times the single-process one (exactly for a sum over the batch, whose
+    shards are equal here; about, along the single-process direction, for the norms)."""
+    import warnings
+
+    from mmgraph.data import load_dataset
+    from mmgraph.data.hetero import split_edge_index
+    from mmgraph.models.base import build_model
+    from mmgraph.sampling import NegativeSampler
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = load_dataset("synthetic:tiny")
+    model = build_model(name, data, seed=0)
+    model.train()
+    g = torch.Generator().manual_seed(1)
+    ei = split_edge_index(data, "train")
+    idx = torch.randperm(ei.size(1), generator=g)[:256]
+    neg = NegativeSampler(data).sample(ei[0, idx], 1, generator=g).view(-1) \
+        if model.uses_negatives else None
+    batch = Batch(ei[0, idx], ei[1, idx], neg)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def grad(b, weight, keys):
+        torch.manual_seed(123)
+        model.zero_grad(set_to_none=True)
+        terms = model.loss(b, model())
+        (sum(v for k, v in terms.items() if k in keys) * weight).backward()
+        return torch.cat([torch.zeros(p.numel()) if p.grad is None else p.grad.flatten()
+                          for p in params])
+
+    torch.manual_seed(123)
+    keys = set(model.loss(batch, model()))
+    groups = [(keys - {term}, 1.0)] + ([({term}, ratio)] if term else [])
+    for group, expected in groups:
+        full = grad(batch, 1.0, group)
+        sharded = sum(grad(*shard_batch(batch, r, 2), group) for r in range(2)) / 2
+        assert full.norm() > 0, (name, group)
+        along = float((sharded @ full) / (full @ full))
+        if name == "vbpr" and group == {term}:
+            assert along == pytest.approx(expected, rel=0.05), (name, group, along)
+        else:
+            assert torch.allclose(sharded, expected * full, rtol=1e-3,
+                                  atol=1e-6 * float(full.abs().max())), (name, group, along)
