@@ -7,6 +7,7 @@
 * :func:`peak_rss_mb`, :func:`rss_mb`, :func:`reset_peak_rss`, :class:`PeakMemory` --
   peak extra memory of a block: resident-set high-water mark (sees torch's C++
   allocations), tracemalloc peak (Python/NumPy allocations) and CUDA peak;
+* :func:`machine_peaks` -- achieved dense-matmul FLOP/s and copy bandwidth here;
 * :func:`append_results` -- replace-or-append a ``## title`` section of
   ``benchmarks/RESULTS.md``.
 """
@@ -101,6 +102,20 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
         _sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def machine_peaks(gemm_shapes=((2048, 2048, 64), (2048, 64, 2048), (1500, 4096, 64))) -> dict:
+    """Achieved dense-matmul FLOP/s (best of ``gemm_shapes`` ``(m, k, n)``, median of 5)
+    and copy bandwidth (bytes read + written per second over 256 MiB) on this machine,
+    with the current torch thread count: the ceilings a step's cost is divided by."""
+    flops = 0.0
+    for m, k, n in gemm_shapes:
+        x, y = torch.randn(m, k), torch.randn(k, n)
+        flops = max(flops, 2 * m * k * n / timeit(lambda: x @ y))
+    src = torch.empty(2 ** 26)
+    dst = torch.empty_like(src)
+    bw = 2 * src.numel() * 4 / timeit(lambda: dst.copy_(src))
+    return {"flops": flops, "bandwidth": bw}
 
 
 # ------------------------------------------------------------------- memory

@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakMemory, append_results, command_line, machine_info  # noqa: E402
+from _common import (PeakMemory, append_results, command_line, machine_info,  # noqa: E402
+                     machine_peaks)
 
 from mmgraph.data import load_dataset  # noqa: E402
 from mmgraph.data.hetero import num_items, num_users, split_edge_index  # noqa: E402
@@ -354,27 +355,6 @@ def setup(a, log=print):
 
 
 # ----------------------------------------------------------------- step bound
-def machine_peaks(threads: int | None = None) -> dict:
-    """Achieved dense-matmul FLOP/s (best of the step's GEMM shapes, median of 5)
-    and copy bandwidth (bytes read + written per second, 256 MiB) on this machine."""
-    def median_time(fn, n=5):
-        fn()
-        ts = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return sorted(ts)[n // 2]
-    flops = 0.0
-    for m, k, n in ((2048, 2048, 64), (2048, 64, 2048), (1500, 4096, 64)):
-        x, y = torch.randn(m, k), torch.randn(k, n)
-        flops = max(flops, 2 * m * k * n / median_time(lambda: x @ y))
-    src = torch.empty(2 ** 26)
-    dst = torch.empty_like(src)
-    bw = 2 * src.numel() * 4 / median_time(lambda: dst.copy_(src))
-    return {"flops": flops, "bandwidth": bw}
-
-
 def step_cost(model: MambaRec, batch, batch_size: int) -> dict:
     """FLOPs and a lower bound on the bytes moved by one training step.
 
