@@ -108,10 +108,11 @@ def measure(name: str, data, steps: int, seed: int) -> dict:
                                num_neg=1 if model.uses_negatives else 0,
                                generator=torch.Generator().manual_seed(seed))
     batches = []
-    for b in loader:
-        batches.append(b)
-        if len(batches) == steps + 2:
-            break
+    while len(batches) < steps + 2:                 # small data: more than one epoch
+        for b in loader:
+            batches.append(b)
+            if len(batches) == steps + 2:
+                break
     model.train()
     model.on_epoch_start(0)
     cost = step_cost(model, batches[0])
