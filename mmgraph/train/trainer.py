@@ -225,7 +225,6 @@ class Trainer:
         self._run: RunFolder | None = None   # the locked run folder while fit() runs (rank 0)
         self._ddp = None            # the DistributedDataParallel wrapper, made in fit()
         self._scaler = None         # GradScaler for amp='fp16', made in fit()
-        self._checked_grads = False
 
     @property
     def is_main(self) -> bool:
@@ -521,7 +520,7 @@ class Trainer:
                     scaler.scale(loss).backward()
                 else:
                     loss.backward()
-                if ctx is not None and not self._checked_grads:
+                if ctx is not None:
                     self._check_all_params_used()
                 if scaler is not None:
                     scaler.step(opt)
@@ -598,8 +597,10 @@ class Trainer:
 
     def _check_all_params_used(self) -> None:
         """DDP (find_unused_parameters=False) needs a gradient for every trainable
-        parameter in every step; name the ones that got none (first step only)."""
-        self._checked_grads = True
+        parameter in every step; name the ones that got none. Checked after every
+        backward (a loop over the parameters, no host sync): a model may use a
+        parameter in the first step of an epoch only (LATTICE's ``graph_update='epoch'``),
+        and DDP's own error comes one step later and names nothing."""
         unused = [name for name, p in self.model.named_parameters()
                   if p.requires_grad and p.grad is None]
         if unused:

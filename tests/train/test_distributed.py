@@ -142,3 +142,27 @@ def test_shard_gradients_follow_the_documented_semantics(name, term, ratio):
         else:
             assert torch.allclose(sharded, expected * full, rtol=1e-3,
                                   atol=1e-6 * float(full.abs().max())), (name, group, along)
+
+
+def _train_lattice_epoch_graph(out_dir=None):
+    """LATTICE with its default graph_update='epoch': its feature path gets a gradient in
+    the first step of an epoch only (the learned graph is rebuilt there)."""
+    from mmgraph.data import load_dataset
+    from mmgraph.models import LATTICE
+    from mmgraph.train import Trainer, TrainConfig
+    data = load_dataset("synthetic:tiny?image_dim=16&text_dim=8")
+    torch.manual_seed(0)
+    Trainer(LATTICE(data), data, TrainConfig(**{**CFG, "epochs": 1}, out_dir=out_dir)).fit()
+
+
+@pytest.mark.slow   # 2 gloo processes: ~40-75 s on 2 loaded cores
+def test_a_parameter_left_unused_after_the_first_step_is_named(tmp_path):
+    # without the per-step check DDP fails one step later with "Expected to have finished
+    # reduction in the prior iteration", naming no parameter
+    from mmgraph.train import run_distributed
+    with pytest.raises(Exception) as e:
+        run_distributed(_train_lattice_epoch_graph, 2, str(tmp_path / "dist"),
+                        threads_per_process=1)
+    msg = str(e.value)
+    assert "every trainable parameter to receive a gradient" in msg, msg
+    assert "image" in msg and "Expected to have finished reduction" not in msg, msg
