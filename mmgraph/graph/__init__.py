@@ -1,7 +1,8 @@
 r"""Graph builders over the project's :class:`~torch_geometric.data.HeteroData`.
 
 * :class:`SparseAdj`: the CSR sparse matrix every builder returns and every
-  propagation layer accepts;
+  propagation layer accepts (:meth:`SparseAdj.to_edge_index`: the same graph as
+  a PyG :class:`~torch_geometric.EdgeIndex` for any ``MessagePassing`` layer);
 * user-item: :func:`bipartite_adjacency`, :func:`bipartite_adjacency_from_edges`,
   :func:`interaction_matrix`, :func:`bipartite_gcn_norm`,
   :func:`prune_edges_by_degree`;

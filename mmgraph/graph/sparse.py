@@ -16,6 +16,17 @@ column ids (as :func:`torch.sparse_coo_tensor` and
 terms a ``SparseAdj`` is an ``adj_t``: for symmetric graphs (the user-item
 adjacency) the distinction does not matter.
 
+PyG interop
+-----------
+:meth:`SparseAdj.to_edge_index` gives the graph as PyG message-passing input,
+a sorted :class:`torch_geometric.EdgeIndex` and its ``edge_weight``, such that
+any ``MessagePassing`` layer (default ``flow='source_to_target'``) computes
+``A @ x`` on it: ``edge_index[0]`` are the sources (our columns),
+``edge_index[1]`` the targets (our rows), sorted by target, with our row
+pointers as its cached compressed index (no sort, no copy of the structure).
+``SparseAdj.from_edge_index(*pair, flow='source_to_target')`` reads such a
+pair back.
+
 Autograd
 --------
 :meth:`SparseAdj.matmul` is a custom :class:`torch.autograd.Function`:
@@ -38,6 +49,7 @@ from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 
 from ..backend import resolve_spmm_backend
 
@@ -254,14 +266,25 @@ class SparseAdj:
     def from_edge_index(cls, edge_index: Tensor, edge_weight: Optional[Tensor] = None,
                         size: int | Sequence[int] | None = None,
                         symmetric: Optional[bool] = None, *, reduce: str = "sum",
-                        coalesce: bool = True, backend: str = "auto") -> "SparseAdj":
-        r"""Build ``A`` with ``A[edge_index[0], edge_index[1]] = edge_weight``.
+                        coalesce: bool = True, backend: str = "auto",
+                        flow: Optional[str] = None) -> "SparseAdj":
+        r"""Build ``A`` with ``A[edge_index[0], edge_index[1]] = edge_weight``
+        (``flow='source_to_target'``: ``A[edge_index[1], edge_index[0]]``).
 
         Args:
-            edge_index: ``[2, E]`` integer (row ids, column ids).
+            edge_index: ``[2, E]`` integer (row ids, column ids), or a
+                :class:`torch_geometric.EdgeIndex` (its ``sparse_size`` is the
+                default ``size``).
             edge_weight: ``[E]`` values (``None``: ones).
             size: ``n`` (square) or ``(num_rows, num_cols)``; ``None`` infers
                 a square size from the largest id (host sync).
+            flow: ``None`` or ``'target_to_source'``: the matrix convention
+                above; ``'source_to_target'``: ``edge_index`` is PyG
+                message-passing input (``edge_index[0]`` sources = columns,
+                ``edge_index[1]`` targets = rows), so that ``A @ x`` is what a
+                default PyG layer computes on it. Reads back
+                :meth:`to_edge_index`; ``size`` is still ``(num_rows, num_cols)``
+                of ``A``.
             symmetric: ``None`` detects it (exact comparison with the
                 transpose, computed once and cached); ``True``/``False``
                 trusts the caller.
@@ -274,7 +297,18 @@ class SparseAdj:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
         if edge_index.is_floating_point():
             raise ValueError(f"edge_index must be an integer tensor, got {edge_index.dtype}")
+        if flow not in (None, "target_to_source", "source_to_target"):
+            raise ValueError(f"flow must be None, 'source_to_target' or 'target_to_source', "
+                             f"got {flow!r}")
+        transpose = flow == "source_to_target"
+        if isinstance(edge_index, EdgeIndex):
+            if size is None and None not in edge_index.sparse_size():
+                size = tuple(edge_index.sparse_size())
+                size = size[::-1] if transpose else size
+            edge_index = edge_index.as_tensor()
         edge_index = edge_index.long()
+        if transpose:
+            edge_index = edge_index.flip(0)
         num_edges = edge_index.size(1)
         if size is None:
             n = int(edge_index.max()) + 1 if num_edges > 0 else 0
@@ -455,6 +489,45 @@ class SparseAdj:
             return torch.sparse_coo_tensor(self.edge_index, self.value, self.size,
                                            is_coalesced=True, check_invariants=False)
         raise ValueError(f"unsupported layout {layout}; use torch.sparse_csr or torch.sparse_coo")
+
+    def to_edge_index(self, flow: str = "source_to_target") -> tuple[EdgeIndex, Tensor]:
+        r"""The graph as PyG message-passing input: ``(edge_index, edge_weight)``
+        such that a ``MessagePassing`` layer with this ``flow`` computes ``A @ x``.
+
+        For the default ``flow='source_to_target'``, ``edge_index[0]`` are the
+        sources (columns of ``A``) and ``edge_index[1]`` the targets (rows),
+        sorted by target (``sort_order='col'``), ``sparse_size =
+        (num_cols, num_rows)``; for ``'target_to_source'`` it is ``(rows,
+        columns)`` sorted by row. Either way the :class:`~torch_geometric.EdgeIndex`
+        holds our row pointers as its compressed index (no sort) and
+        ``is_undirected`` when ``A`` is :attr:`symmetric`; ``edge_weight`` is
+        :attr:`value` (differentiable when it requires grad).
+
+        Example::
+
+            ei, w = adj.to_edge_index()
+            out = LGConv(normalize=False)(x, ei, w)          # == adj @ x
+            out = ei.matmul(x, input_value=w, transpose=True)  # == adj @ x
+            back = SparseAdj.from_edge_index(ei, w, flow="source_to_target")
+
+        The values are used as given: for a normalised graph such as
+        :func:`~mmgraph.graph.bipartite_adjacency` pass ``normalize=False`` to
+        layers that would normalise again (``LGConv``, ``GCNConv``, our
+        :class:`~mmgraph.nn.LightGCNConv`).
+        """
+        if flow not in ("source_to_target", "target_to_source"):
+            raise ValueError(f"flow must be 'source_to_target' or 'target_to_source', got {flow!r}")
+        nr, nc = self.size
+        st, value = self._st, self.value.detach()
+        with warnings.catch_warnings():   # torch's once-per-process "sparse CSR/CSC is beta"
+            warnings.simplefilter("ignore")
+            # EdgeIndex keeps a CSR/CSC tensor's compressed index: no sort. With targets
+            # = rows of A, our CSR is the CSC of the (source, target) list.
+            mat = (torch.sparse_csc_tensor(st.rowptr, st.col, value, (nc, nr), check_invariants=False)
+                   if flow == "source_to_target" else
+                   torch.sparse_csr_tensor(st.rowptr, st.col, value, (nr, nc), check_invariants=False))
+        ei = EdgeIndex(mat, is_undirected=self.symmetric and nr == nc)
+        return ei, self.value
 
     def to_sparse_tensor(self):
         """As a ``torch_sparse.SparseTensor`` (needs the optional torch-sparse package)."""

@@ -18,18 +18,24 @@ Graph inputs
   (PyG convention, ``[N_dst, N_src]``): same, weights used as given;
 * an ``edge_index`` ``[2, E]`` in PyG's message-flow convention (messages from
   ``edge_index[0]`` to ``edge_index[1]``), with optional ``edge_weight``;
-  normalised on the fly when ``normalize=True``.
+  normalised on the fly when ``normalize=True``. A
+  :class:`torch_geometric.EdgeIndex` sorted by target (``sort_order='col'``,
+  what :meth:`SparseAdj.to_edge_index() <mmgraph.graph.SparseAdj.to_edge_index>`
+  returns) runs as one fused sparse product (``EdgeIndex.matmul``) instead of
+  gather/scatter; other ``edge_index`` inputs go through ``message``.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+import warnings
+from typing import Final, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 from torch_geometric.nn.conv import MessagePassing
 from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import Adj, OptTensor, Size
-from torch_geometric.utils import spmm
+from torch_geometric.utils import scatter, spmm
 
 from ..graph.bipartite import bipartite_gcn_norm
 from ..graph.sparse import SparseAdj
@@ -72,6 +78,8 @@ class LightGCNConv(MessagePassing):
           graph as described in the module docs; ``edge_weight`` ``[E]``
         - output: ``[N_dst, d]``
     """
+    # a target-sorted EdgeIndex (plus edge_weight) goes to message_and_aggregate
+    SUPPORTS_FUSED_EDGE_INDEX: Final[bool] = True
 
     def __init__(self, normalize: bool = True, **kwargs):
         kwargs.setdefault("aggr", "add")
@@ -107,11 +115,32 @@ class LightGCNConv(MessagePassing):
         return x_j if edge_weight is None else edge_weight.view(-1, 1) * x_j
 
     def message_and_aggregate(self, adj_t: Union[Adj, SparseAdj],
-                              x: Union[Tensor, PairTensor]) -> Tensor:
+                              x: Union[Tensor, PairTensor], edge_weight: OptTensor = None) -> Tensor:
+        if isinstance(adj_t, EdgeIndex):
+            return self._edge_index_matmul(adj_t, x, edge_weight)
         x_src = x[0] if isinstance(x, (tuple, list)) else x
         if isinstance(adj_t, SparseAdj):
             return adj_t.matmul(x_src)
         return spmm(adj_t, x_src, reduce=self.aggr)
+
+    def _edge_index_matmul(self, ei: EdgeIndex, x: Union[Tensor, PairTensor],
+                           edge_weight: OptTensor) -> Tensor:
+        """Sum of the weighted messages over a sorted ``EdgeIndex`` (PyG dispatches
+        only target-sorted ones here; ``flow`` decides which row holds the targets)."""
+        s2t = self.flow == "source_to_target"
+        x_src = (x[0] if s2t else x[1]) if isinstance(x, (tuple, list)) else x
+        if edge_weight is not None and edge_weight.dtype != x_src.dtype:
+            edge_weight = edge_weight.to(x_src.dtype)
+        if s2t or ei.is_sorted_by_row:
+            # A_ei^T x (targets = row 1, sorted by column) or A_ei x (targets = row 0)
+            with warnings.catch_warnings():  # torch's "sparse invariant checks" notice
+                warnings.simplefilter("ignore")
+                return ei.matmul(x_src, input_value=edge_weight, reduce="sum", transpose=s2t)
+        # target_to_source on a column-sorted EdgeIndex: no CSR of the targets
+        src, dst = ei.as_tensor()[1], ei.as_tensor()[0]
+        msg = x_src.index_select(self.node_dim, src)
+        msg = msg if edge_weight is None else edge_weight.view(-1, 1) * msg
+        return scatter(msg, dst, dim=self.node_dim, dim_size=ei.get_sparse_size(0), reduce="sum")
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(normalize={self.normalize})"

@@ -5,7 +5,9 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+from torch_geometric import EdgeIndex
 from torch_geometric.data import HeteroData
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 from torch_geometric.typing import OptTensor
 
 from ..graph.bipartite import bipartite_adjacency, bipartite_gcn_norm
@@ -46,6 +48,13 @@ class LightGCNEncoder(torch.nn.Module):
           :func:`~mmgraph.graph.bipartite_adjacency`;
         * the bipartite ``edge_index`` ``[2, E]`` (row 0 users, row 1 items):
           runs :class:`LightGCNConv` on the edge type in both directions;
+        * a :class:`torch_geometric.EdgeIndex` of the homogeneous graph
+          (``sparse_size`` ``((U+I), (U+I))``, PyG message flow, e.g.
+          ``ei, w = adj.to_edge_index()`` then ``edge_weight=w``): runs
+          :class:`LightGCNConv` on it, fused when sorted by target; with
+          ``normalize`` its weights (or ones) are normalised once per call
+          (``gcn_norm`` without self-loops), so pass ``normalize=False`` for
+          already normalised weights;
         * a ``torch.sparse`` tensor / ``SparseTensor`` ``[(U+I), (U+I)]``.
 
         Returns ``(user [U, d], item [I, d])``, plus the list of per-layer
@@ -90,6 +99,12 @@ class LightGCNEncoder(torch.nn.Module):
         if isinstance(adj, SparseAdj) and adj.size == (n_u, n_i):
             adj_t = adj.t()
             return (x_user, x_item), lambda s: (adj.matmul(s[1]), adj_t.matmul(s[0]))
+        n = n_u + n_i
+        if isinstance(adj, EdgeIndex) and tuple(adj.sparse_size()) == (n, n):
+            w = edge_weight
+            if self.normalize:
+                _, w = gcn_norm(adj, edge_weight, n, add_self_loops=False, dtype=x_user.dtype)
+            return (torch.cat([x_user, x_item], dim=0),), lambda s: (self.conv(s[0], adj, w),)
         if isinstance(adj, Tensor) and adj.layout == torch.strided:
             if adj.dim() != 2 or adj.size(0) != 2:
                 raise ValueError(f"edge_index must have shape [2, E], got {tuple(adj.shape)}")
@@ -99,7 +114,6 @@ class LightGCNEncoder(torch.nn.Module):
             rev = adj.flip(0)
             return (x_user, x_item), lambda s: (self.conv((s[1], s[0]), rev, w, size=(n_i, n_u)),
                                                 self.conv((s[0], s[1]), adj, w, size=(n_u, n_i)))
-        n = n_u + n_i
         if isinstance(adj, SparseAdj) and adj.size != (n, n):
             raise ValueError(f"adjacency of size {adj.size} matches neither the homogeneous "
                              f"view ({n}, {n}) nor the interaction matrix ({n_u}, {n_i})")

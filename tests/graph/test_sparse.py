@@ -230,3 +230,52 @@ def test_constructor_validates_value_like_the_setter():
         SparseAdj(rowptr, col, torch.ones(3, 1), size=(2, 2))
     with pytest.raises(ValueError, match="value is on meta but the indices are on cpu"):
         SparseAdj(rowptr, col, torch.ones(3, device="meta"), size=(2, 2))
+
+
+# ------------------------------------------------------------- PyG EdgeIndex
+@pytest.mark.parametrize("shape,sym", [((6, 6), True), ((6, 6), False), ((7, 4), False)])
+def test_to_edge_index_round_trip_and_pyg_layers(shape, sym):
+    from torch_geometric import EdgeIndex
+    from torch_geometric.nn import LGConv
+    ei, w = random_edges(*shape, 25, seed=11)
+    if sym:
+        ei, w = torch.cat([ei, ei.flip(0)], 1), torch.cat([w, w])
+    a = SparseAdj.from_edge_index(ei, w, shape)
+    assert a.symmetric is sym
+    dense = a.to_dense()
+    x = torch.randn(shape[1], 3, dtype=torch.float64)
+    # PyG message flow: sources = our columns, targets = our rows, sorted by target,
+    # our row pointers reused as the compressed index
+    e, v = a.to_edge_index()
+    assert isinstance(e, EdgeIndex) and e.sort_order == "col" and e.is_undirected is sym
+    assert e.sparse_size() == (shape[1], shape[0]) and v is a.value
+    assert torch.equal(e.as_tensor(), torch.stack([a.col, a.row]))
+    assert torch.equal(e.get_indptr(), a.rowptr)
+    torch.testing.assert_close(e.matmul(x, input_value=v, transpose=True), dense @ x)
+    if shape[0] == shape[1]:          # a PyG layer on our converted graph computes A @ x
+        torch.testing.assert_close(LGConv(normalize=False)(x, e, v), dense @ x)
+    back = SparseAdj.from_edge_index(e, v, flow="source_to_target")
+    assert back.size == a.size and back.symmetric is sym
+    assert torch.equal(back.rowptr, a.rowptr) and torch.equal(back.col, a.col)
+    assert torch.equal(back.value, a.value)
+    # the matrix convention (flow='target_to_source'): rows first, sorted by row
+    e2, v2 = a.to_edge_index("target_to_source")
+    assert e2.sort_order == "row" and e2.sparse_size() == shape
+    assert torch.equal(e2.as_tensor(), a.edge_index) and torch.equal(e2.get_indptr(), a.rowptr)
+    torch.testing.assert_close(e2.matmul(x, input_value=v2), dense @ x)
+    if shape[0] == shape[1]:
+        torch.testing.assert_close(LGConv(normalize=False, flow="target_to_source")(x, e2, v2),
+                                   dense @ x)
+    back2 = SparseAdj.from_edge_index(e2, v2)
+    assert torch.equal(back2.to_dense(), dense)
+    with pytest.raises(ValueError, match="flow"):
+        a.to_edge_index("both")
+    with pytest.raises(ValueError, match="flow"):
+        SparseAdj.from_edge_index(e2, v2, flow="both")
+
+
+def test_from_edge_index_source_to_target_on_plain_tensor():
+    ei = torch.tensor([[0, 1, 2], [1, 2, 2]])           # messages 0->1, 1->2, 2->2
+    a = SparseAdj.from_edge_index(ei, torch.tensor([1.0, 2.0, 3.0]), (3, 3),
+                                  flow="source_to_target")
+    assert a.to_dense().tolist() == [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 2.0, 3.0]]

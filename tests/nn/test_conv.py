@@ -232,3 +232,78 @@ def test_encoder_cuda_matches_cpu():  # pragma: no cover - needs a GPU
     uc, ic = LightGCNEncoder(3)(xu.cuda(), xi.cuda(), adj.cuda())
     torch.testing.assert_close(uc.cpu(), u, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ic.cpu(), i, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------- PyG EdgeIndex inputs
+def test_conv_on_edge_index_equals_sparse_adj_values_and_gradients(monkeypatch):
+    ei = bipartite_edges(seed=13)
+    adj = bipartite_adjacency_from_edges(ei, U, I).double()
+    x = torch.randn(U + I, D, dtype=torch.float64, requires_grad=True)
+    w_ref = adj.value.clone().requires_grad_()           # learned edge weights: grads too
+    ref = LightGCNConv()(x, adj.with_value(w_ref))
+    (ref * torch.arange(D, dtype=ref.dtype)).sum().backward()
+    gx_ref, gw_ref = x.grad.clone(), w_ref.grad.clone()
+    conv = LightGCNConv(normalize=False)
+    # the target-sorted EdgeIndex takes the fused product, never the per-edge message
+    monkeypatch.setattr(conv, "message", lambda *a, **k: pytest.fail("gather/scatter path"))
+    e, v = adj.to_edge_index()
+    for w in (v.detach().clone(), v.detach().clone().requires_grad_()):
+        x.grad = None
+        out = conv(x, e, w)
+        torch.testing.assert_close(out, ref)
+        (out * torch.arange(D, dtype=out.dtype)).sum().backward()
+        torch.testing.assert_close(x.grad, gx_ref)
+        if w.requires_grad:
+            torch.testing.assert_close(w.grad, gw_ref)
+
+
+def test_conv_on_edge_index_normalizes_like_lgconv_and_other_flows():
+    from torch_geometric import EdgeIndex
+    ei = bipartite_edges(seed=14)
+    hom = homogeneous(ei)
+    x = torch.randn(U + I, D)
+    ref = LightGCNConv()(x, bipartite_adjacency_from_edges(ei, U, I))
+    e = EdgeIndex(hom, sparse_size=(U + I, U + I)).sort_by("col")[0]   # unnormalised ones
+    torch.testing.assert_close(LightGCNConv()(x, e), ref)
+    torch.testing.assert_close(LightGCNConv()(x, e), LGConv()(x, e))
+    # row-sorted / target_to_source EdgeIndex inputs give A @ x as well
+    adj = bipartite_adjacency_from_edges(ei, U, I)
+    for flow in ("source_to_target", "target_to_source"):
+        for conv_flow in ("source_to_target", "target_to_source"):
+            e2, w2 = adj.to_edge_index(flow)
+            out = LightGCNConv(normalize=False, flow=conv_flow)(x, e2, w2)
+            torch.testing.assert_close(out, ref)   # symmetric: every flow is A @ x
+    # bipartite pair on the [I, U] interaction matrix's EdgeIndex (user -> item)
+    xu, xi = feats()
+    r = interaction_matrix(build_hetero(U, I, ei), "sym")       # [U, I]
+    er, wr = r.t().to_edge_index()                              # users -> items
+    torch.testing.assert_close(LightGCNConv(normalize=False)((xu, xi), er, wr), r.t() @ xu)
+
+
+def test_encoder_on_edge_index_equals_sparse_adj_and_stacked_lgconv():
+    from torch_geometric import EdgeIndex
+    ei = bipartite_edges(seed=15)
+    adj = bipartite_adjacency_from_edges(ei, U, I)
+    xu, xi = feats(seed=7)
+    xu.requires_grad_()
+    xi.requires_grad_()
+    e, w = adj.to_edge_index()
+    e_raw = EdgeIndex(homogeneous(ei), sparse_size=(U + I, U + I)).sort_by("col")[0]
+    results = []
+    for enc, graph, kw in ((LightGCNEncoder(3), adj, {}),
+                           (LightGCNEncoder(3, normalize=False), e, {"edge_weight": w}),
+                           (LightGCNEncoder(3), e_raw, {})):          # normalised once per call
+        xu.grad = xi.grad = None
+        u, i = enc(xu, xi, graph, **kw)
+        (u.square().sum() + i.sum()).backward()
+        results.append((u.detach(), i.detach(), xu.grad.clone(), xi.grad.clone()))
+    for got in results[1:]:
+        for g, r in zip(got, results[0]):
+            torch.testing.assert_close(g, r)
+    # a user's own PyG model (LGConv stack, mean readout) on our converted graph
+    h = torch.cat([xu, xi]).detach()
+    hs, conv = [h], LGConv(normalize=False)
+    for _ in range(3):
+        h = conv(h, e, w)
+        hs.append(h)
+    torch.testing.assert_close(torch.stack(hs).mean(0), torch.cat(results[0][:2]))
