@@ -273,6 +273,9 @@ class Evaluator:
                     cold = self._on("cold", self.cold_items, dev)
                     scores.masked_fill_(~cold.unsqueeze(0), float("-inf"))
                 top = torch.topk(scores, kmax, dim=1).indices                      # [B, kmax]
+                # the generator's locals live across the yield: without this, the next
+                # batch's [B, I] scores would be computed while this batch's are still held
+                del scores
                 q = u.unsqueeze(1) * n_items + top
                 hit = _member(self._on(f"heldout:{split}:{cold_start}", heldout, dev), q)
                 hit &= ~_member(self._on("train", self._train.keys, dev), q)  # masked never hit

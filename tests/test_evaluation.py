@@ -139,6 +139,27 @@ def test_matches_naive_reference(seed):
             assert got[k] == pytest.approx(ref[k], abs=1e-9), (split, k)
 
 
+def test_one_batch_of_scores_alive_at_a_time():
+    """The [B, I] scores of a batch are freed before the next batch is scored (the
+    evaluation's peak memory is one score matrix, not two), per_user too."""
+    import weakref
+    data = _random_data()
+    scores = torch.rand(40, 30, generator=torch.Generator().manual_seed(7))
+    ev = Evaluator(data, ks=(5,), batch_size=7)
+    last, calls = [None], []
+
+    def score(u):
+        calls.append(last[0] is None or last[0]() is None)
+        out = scores[u].clone()
+        last[0] = weakref.ref(out)
+        return out
+    for split in ("valid", "test"):
+        ev.evaluate(score, split=split)
+        ev.evaluate_per_user(score, split=split)
+        last[0] = None
+    assert len(calls) > 8 and all(calls)
+
+
 def test_masking_training_item_never_ranked():
     # user 0's training item 2 has by far the highest score; held-out item 4 is second
     data = build_hetero(1, 5, torch.tensor([[0], [2]]), test=torch.tensor([[0], [4]]))

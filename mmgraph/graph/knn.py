@@ -73,6 +73,7 @@ from torch_geometric.data import HeteroData
 from tqdm.auto import tqdm
 
 from ..data.hetero import ITEM, feature_key, modality_names, num_items, similar_edge_type
+from ..data.mapped import release_pages
 from ._cache import cached
 from .sparse import SparseAdj, mix_adjacency
 
@@ -490,9 +491,13 @@ def modality_knn_graph(data: HeteroData, modality: str | Mapping[str, float] | S
 
         def build() -> SparseAdj:
             xx = x if device is None else x.to(device)
-            return knn_adjacency(xx, k, chunk_size, normalization, include_self=include_self,
-                                 weighted=weighted, backend=backend, method=method,
-                                 nprobe=nprobe)
+            adj = knn_adjacency(xx, k, chunk_size, normalization, include_self=include_self,
+                                weighted=weighted, backend=backend, method=method,
+                                nprobe=nprobe)
+            # a memory-mapped dataset's features were read once for the graph: their
+            # pages need not stay resident beside the model's own copies
+            release_pages(x)
+            return adj
 
         ckey = ("modality_knn", modality, k, normalization, include_self, weighted,
                 None if device is None else str(device), backend, method, nprobe)

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.mapped import release_pages
+
 __all__ = ["ModalityProjector", "ModalityGate", "ModalityAttentionFusion"]
 
 
@@ -254,6 +256,13 @@ class ModalityFeatures(torch.nn.Module):
     from. ``features[m]``, ``iter(features)``, ``features.items()`` give
     access by modality name.
 
+    The tables are private copies: training never changes the given tensors.
+    Given tensors that are memory-mapped (a dataset loaded from its processed
+    cache) have their pages handed back after each copy
+    (:func:`~mmgraph.data.mapped.release_pages`), so a table is resident once,
+    not once in the data and once here (values unchanged; the data reads its
+    pages again from the file if something touches them later).
+
     Args:
         features: ``{modality: [n_items, dim_m]}`` (e.g.
             :func:`~mmgraph.data.modality_features` of the data); copied as
@@ -269,16 +278,18 @@ class ModalityFeatures(torch.nn.Module):
         self._source = dict(features)          # the data's tensors, for reset_parameters
         self.names = list(features)
         for m, x in features.items():
-            x = x.detach().clone().float()
+            table = x.detach().clone().float()
+            release_pages(x)
             if self.trainable:
-                self.register_parameter(m, torch.nn.Parameter(x))
+                self.register_parameter(m, torch.nn.Parameter(table))
             else:
-                self.register_buffer(m, x, persistent=False)
+                self.register_buffer(m, table, persistent=False)
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
             for m in self.names:
                 getattr(self, m).copy_(self._source[m])
+                release_pages(self._source[m])
 
     def __getitem__(self, modality: str) -> Tensor:
         if modality not in self.names:

@@ -125,6 +125,20 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+def _all_finite(t: torch.Tensor) -> torch.Tensor:
+    """Whether every value of ``t`` is finite, as a 0-d bool tensor (no host sync).
+
+    ``torch.isfinite(t).all()`` would allocate an ``abs`` copy of ``t`` and two
+    boolean masks of its size (~1.7x a 7,050 x 4,096 feature table, at the end
+    of every epoch); the smallest and largest value say the same (NaN
+    propagates through both, an infinity is one of them) and allocate nothing.
+    """
+    if t.numel() == 0:
+        return torch.ones((), dtype=torch.bool, device=t.device)
+    lo, hi = torch.aminmax(t.detach())
+    return torch.isfinite(lo) & torch.isfinite(hi)
+
+
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
@@ -536,6 +550,10 @@ class Trainer:
                     self._check_finite_loss(epoch, totals, n)     # one host sync per N steps
         finally:
             steps.close()
+            # the last step's gradients are not needed any more (the next step sets them
+            # anew): without this they are held through evaluation and checkpointing, as
+            # large as the trainable feature tables
+            opt.zero_grad(set_to_none=True)
         if ctx is not None and totals:
             # weighted shard means -> global-batch means (one collective per epoch)
             keys = list(totals)
@@ -570,7 +588,7 @@ class Trainer:
         params = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         if not params:
             return
-        flags = torch.stack([torch.isfinite(p).all() for _, p in params])
+        flags = torch.stack([_all_finite(p) for _, p in params])
         if bool(flags.all()):
             return
         bad = [n for (n, _), ok in zip(params, flags.tolist()) if not ok]
