@@ -572,6 +572,10 @@ def main(argv=None) -> int:
     failed = {m: {s: r["error"] for s, r in by.items() if "error" in r}
               for m, by in summary.items()}
     failed = {m: f for m, f in failed.items() if f}
+    for m, by in failed.items():
+        for side, err in by.items():
+            tail = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("@@")]
+            print(f"failed {m} {LABELS[side]}: {tail[-1] if tail else err}")
     if a.json:
         Path(a.json).write_text(json.dumps(
             {"args": vars(a), "peers": shown, "recbole_version": rb_version,

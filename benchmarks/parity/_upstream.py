@@ -22,6 +22,7 @@ through mmgraph's evaluator, for any scoring function).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import shutil
 import sys
 import tempfile
@@ -139,6 +140,9 @@ def stub_missing_modules(names: Iterable[str]) -> list[str]:
             return _Unavailable(f"{_name}.{attr}")
         mod = types.ModuleType(name)
         mod.__getattr__ = missing
+        # a spec without origin: importlib.util.find_spec (torch._dynamo asks it
+        # about sklearn & co.) then answers instead of raising
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
         sys.modules[name] = mod
         stubbed.append(name)
     return stubbed
