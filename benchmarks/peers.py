@@ -68,6 +68,9 @@ LABELS = {"ours": "mmgraph", "mmrec": "MMRec", "recbole": "RecBole"}
 #: (:func:`train_settings`). Every list in MMRec's yaml grid is replaced by the
 #: one value equal to ours.
 MODELS = {
+    # Cannot match exactly: MMRec's LightGCN and BPR regularise with its EmbLoss,
+    # sum_t ||t||_F / B (unsquared norms), ours with sum_t ||t||_F^2 / (2B); the same
+    # reg_weight is then a different pull (for BPR-MF's 0.1, a stronger one in ours).
     "lightgcn": ("LightGCN", {"n_layers": 4, "reg_weight": 1e-4}),
     "bprmf": ("BPR", {"reg_weight": 0.1}),
     "vbpr": ("VBPR", {"reg_weight": 1e-4}),
@@ -98,9 +101,10 @@ MODELS = {
 #: 1.2 has no multimodal recommender (no VBPR, MMGCN, ...; its CKE is a
 #: knowledge-graph model), so only the two ID models have a counterpart.
 RECBOLE_MODELS = {
-    # RecBole's EmbLoss without require_pow is MMRec's and ours: the sum of the
-    # Frobenius norms of the batch's layer-0 vectors over the batch size.
-    "lightgcn": ("LightGCN", {"n_layers": 4, "reg_weight": 1e-4, "require_pow": False}),
+    # RecBole's EmbLoss with require_pow is our l2_reg: the squared Frobenius norms
+    # of the batch's layer-0 vectors over twice the batch size. (MMRec's EmbLoss is
+    # the unsquared form, sum of norms over the batch size, with no option for ours.)
+    "lightgcn": ("LightGCN", {"n_layers": 4, "reg_weight": 1e-4, "require_pow": True}),
     # Cannot match: RecBole's BPR has no embedding regulariser (ours and MMRec's:
     # reg_weight 0.1 x EmbLoss of the batch's vectors); it trains plain BPR.
     "bprmf": ("BPR", {}),
@@ -136,6 +140,7 @@ config = Config(model={model!r}, dataset={dataset!r}, config_dict=json.loads({co
 init_seed(config["seed"], config["reproducibility"])
 init_logger(config)
 dataset = create_dataset(config)
+print(dataset, flush=True)
 train, valid, _ = data_preparation(config, dataset)
 model = get_model(config["model"])(config, train._dataset).to(config["device"])
 trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
@@ -156,6 +161,17 @@ def parse_log(out: str) -> dict:
                        out)
     return {"train": train, "valid": [float(t) for t, _ in evals],
             "valid_recall@20": float(evals[-1][1]) if evals else float("nan")}
+
+
+def parse_recbole_counts(out: str) -> dict:
+    """The dataset sizes RecBole logs when it loads (``The number of users: N``, items,
+    inters; users and items count its padding id 0), or ``{}``."""
+    counts = {}
+    for key in ("users", "items", "inters"):
+        m = re.search(rf"The number of {key}: (\d+)", _ANSI.sub("", out))
+        if m:
+            counts[key] = int(m.group(1))
+    return counts
 
 
 def train_settings(model: str) -> dict:
@@ -305,7 +321,7 @@ def run_recbole(work: Path, python: str, model: str, dataset: str, epochs: int, 
     runner.write_text(_RECBOLE_RUNNER.format(parity=str(PARITY), model=rb_name, dataset=dataset,
                                              config=json.dumps(config), threads=threads))
     out, rss = _run([python, runner.name], folder, env, timeout, f"RecBole {rb_name}")
-    return {**parse_log(out), "rss_mib": rss}
+    return {**parse_log(out), "rss_mib": rss, "dataset": parse_recbole_counts(out)}
 
 
 def run_ours(work: Path, model: str, folder: Path, epochs: int, threads: int, env: dict,
@@ -510,7 +526,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(a.threads)            # as in every child (machine_info shows it)
     from mmgraph.data import load_dataset
-    from mmgraph.data.hetero import num_items
+    from mmgraph.data.hetero import num_items, num_users, split_edge_index
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads),
            "PYTHONUNBUFFERED": "1", **(TUNED_MALLOC_ENV if a.malloc == "tuned" else {})}
     work = Path(tempfile.mkdtemp(prefix="mmgraph-peers-"))
@@ -522,8 +538,12 @@ def main(argv=None) -> int:
         n_items = num_items(data)
         if "recbole" in peers:
             # from what mmgraph reads back, so RecBole sees exactly mmgraph's split
-            write_recbole_files(load_dataset(folder, cache=False), work / "recbole" / "data" / name,
-                                name)
+            ours = load_dataset(folder, cache=False)
+            write_recbole_files(ours, work / "recbole" / "data" / name, name)
+            expected = {"users": num_users(ours) + 1, "items": n_items + 1,   # + padding id
+                        "inters": sum(split_edge_index(ours, s).size(1)
+                                      for s in ("train", "valid", "test"))}
+            del ours
         del data
         src = prepare_mmrec(checkout, work, name) if "mmrec" in peers else None
         for rep in range(a.reps):
@@ -547,6 +567,9 @@ def main(argv=None) -> int:
                         r = {"error": str(e)}
                         print(f"rep {rep} {m:9s} {LABELS[side]:8s} FAILED: {e}", flush=True)
                     else:
+                        if side == "recbole" and r["dataset"] != expected:
+                            print(f"peers: RecBole read {r['dataset']}, expected {expected} "
+                                  "(users and items with its padding id)", flush=True)
                         print(f"rep {rep} {m:9s} {LABELS[side]:8s} train s/epoch "
                               f"{_steady(r['train']):.2f}  valid eval s {_steady(r['valid']):.2f}"
                               f"  peak RSS {r['rss_mib']:.0f} MiB  valid R@20 "

@@ -36,6 +36,12 @@ recall@5: 0.1813    recall@10: 0.3153    recall@20: 0.4709    recall@50: 0.6875 
 @@maxrss_kib=397572
 """
 RECBOLE_LOG = """\
+peerdata
+The number of users: 301
+Average actions of users: 10.0
+The number of items: 201
+Average actions of items: 15.0
+The number of inters: 3000
   scaler = amp.GradScaler(enabled=self.enable_scaler)
 29 Nov 22:28    INFO  epoch 0 training [time: 0.44s, train loss: 1.3786]
 29 Nov 22:28    INFO  epoch 0 evaluating [time: 0.03s, valid_score: 0.391800]
@@ -170,7 +176,7 @@ def test_each_peer_gets_mmgraphs_settings(tmp_path):
     assert rb["eval_args"]["mode"] == "full" and rb["valid_metric"] == "Recall@20"
     assert rb["eval_batch_size"] == 4096 * 201        # users x (items + padding)
     assert rb["n_layers"] == LightGCNConfig().num_layers
-    assert rb["reg_weight"] == LightGCNConfig().reg_weight
+    assert rb["reg_weight"] == LightGCNConfig().reg_weight and rb["require_pow"] is True
     assert rb["train_batch_size"] == 2048 and rb["learning_rate"] == 1e-3
     assert rb["stopping_step"] > 2 and rb["eval_step"] == 1 and rb["use_gpu"] is False
 
@@ -198,6 +204,8 @@ def test_log_parsing_on_captured_output():
     assert rb == {"train": [0.44, 0.04], "valid": [0.03, 0.01], "valid_recall@20": 0.459}
     assert peers.parse_log(RECBOLE_COLOURED) == {"train": [2.5], "valid": [0.75],
                                                  "valid_recall@20": 0.0412}
+    assert peers.parse_recbole_counts(RECBOLE_LOG) == {"users": 301, "items": 201, "inters": 3000}
+    assert peers.parse_recbole_counts(MMREC_LOG) == {}
     empty = peers.parse_log("Traceback ...")
     assert empty["train"] == [] and math.isnan(empty["valid_recall@20"])
 
@@ -270,7 +278,7 @@ def test_recbole_side_on_tiny_data(tmp_path, capsys):
     assert _load().main(["--recbole", RECBOLE_PYTHON, "--data", "synthetic:tiny", "--models",
                          "lightgcn", "--epochs", "2", "--json", str(out), "--strict"]) == 0
     text = capsys.readouterr().out
-    assert "check lightgcn: ok" in text
+    assert "check lightgcn: ok" in text and "RecBole read" not in text     # same sizes
     res = json.loads(out.read_text())
     assert res["peers"] == ["recbole"] and res["recbole_version"].startswith("1.")
     m = res["models"]["lightgcn"]
