@@ -4,7 +4,8 @@ Nothing of the upstream code is copied into this repository. Given the path of
 a local checkout, :func:`import_upstream` copies its source folder into a
 throw-away temporary folder, adds the minimum environment shims there (today:
 a ``torch_scatter`` module providing ``scatter_add`` when the real package is
-not installed; numpy aliases removed in numpy 2 such as ``np.float``;
+not installed; numpy aliases removed in numpy 2 such as ``np.float`` and ``np.float_``;
+on request, :func:`keep_cuda_calls_on_cpu` for hard-coded ``.cuda()`` calls in a CPU run;
 ``scipy.sparse.dok_matrix._update``, removed in scipy 1.12) and
 imports the requested module from that copy.
 
@@ -21,6 +22,7 @@ through mmgraph's evaluator, for any scoring function).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import shutil
 import sys
 import tempfile
@@ -40,8 +42,11 @@ class UpstreamMissing(RuntimeError):
 
 
 def _numpy_aliases() -> None:
-    # numpy 2 removed these aliases; old research code still uses them
-    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object)):
+    # numpy 2 removed these aliases; old research code still uses them (RecBole 1.2's
+    # Config re-creates np.float & co. from np.float_, np.complex_ and np.unicode_)
+    for name, value in (("float", float), ("int", int), ("bool", bool), ("object", object),
+                        ("float_", np.float64), ("complex_", np.complex128),
+                        ("unicode_", np.str_)):
         if name not in np.__dict__:
             setattr(np, name, value)
 
@@ -135,6 +140,9 @@ def stub_missing_modules(names: Iterable[str]) -> list[str]:
             return _Unavailable(f"{_name}.{attr}")
         mod = types.ModuleType(name)
         mod.__getattr__ = missing
+        # a spec without origin: importlib.util.find_spec (torch._dynamo asks it
+        # about sklearn & co.) then answers instead of raising
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
         sys.modules[name] = mod
         stubbed.append(name)
     return stubbed
@@ -163,6 +171,14 @@ def install_shims() -> None:
         importlib.import_module("torch_scatter")
     except ImportError:
         sys.modules["torch_scatter"] = _torch_scatter_shim()
+
+
+def keep_cuda_calls_on_cpu() -> None:
+    """For a CPU run, make ``Tensor.cuda()`` return the tensor unchanged: old upstream
+    code hard-codes it in places (MMRec's GRCN loss, the LATTICE and MGCN kNN
+    graphs), which fails on a CPU-only torch and would split a run across devices
+    on a GPU machine. Call it only in a throw-away process that runs on the CPU."""
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self
 
 
 class _Frame:
