@@ -10,12 +10,13 @@ Peers (each optional; one that is absent or broken is reported and skipped,
 and with none at all the script says so and exits 0):
 
 * ``--mmrec PATH``: a local checkout of the MMRec toolbox. It runs from a
-  throw-away copy of its ``src/`` (a dataset config for the folder below; the
-  minimum environment shims of ``benchmarks/parity/_upstream.py``, with its
-  hard-coded ``.cuda()`` calls kept on the CPU in a CPU run; torchvision, lmdb
-  and scikit-learn stubbed when absent, as only its raw-image helpers and an
-  unused import of SLMRec need them; nothing of it is in this repository) through its own ``quick_start``, with its
+  throw-away copy of its ``src/`` through its own ``quick_start``, with its
   hyper-parameter grid replaced by the one value mmgraph uses (``MODELS``).
+  Environment fixes, in the copy's runner only: a dataset config for the
+  folder below; the shims of ``benchmarks/parity/_upstream.py``; in a CPU run
+  its hard-coded ``.cuda()`` calls kept on the CPU; torchvision, lmdb and
+  scikit-learn stubbed when absent (only its raw-image helpers and an unused
+  import of SLMRec need them). Nothing of it is in this repository.
 * ``--recbole [PYTHON]``: RecBole (``pip install recbole``), imported by the
   interpreter ``PYTHON`` (default: this one), so it can live in a venv of its
   own. It reads the same interactions written as atomic files with the same
@@ -175,7 +176,7 @@ def parse_recbole_counts(out: str) -> dict:
 
 
 def train_settings(model: str) -> dict:
-    """mmgraph's training settings for ``model``: TrainConfig with the model's ``train_defaults``."""
+    """mmgraph's training settings for ``model`` (TrainConfig + its ``train_defaults``)."""
     from mmgraph.models import MODELS as ZOO
     from mmgraph.train.trainer import train_config_for
     c = train_config_for(ZOO[model])
@@ -268,7 +269,8 @@ def mmrec_config(model: str, epochs: int, device: str, data_path: Path) -> dict:
             "data_path": str(data_path) + os.sep,
             "epochs": epochs, "stopping_step": 10 ** 6, "eval_step": 1,
             "seed": [t["seed"]], "hyper_parameters": [], "save_recommended_topk": False,
-            "learning_rate": t["lr"], "learning_rate_scheduler": [t["lr_decay"], t["lr_decay_every"]],
+            "learning_rate": t["lr"],
+            "learning_rate_scheduler": [t["lr_decay"], t["lr_decay_every"]],
             "train_batch_size": t["batch_size"], "eval_batch_size": t["eval_batch_size"],
             "weight_decay": t["weight_decay"], "embedding_size": 64, **options}
 
