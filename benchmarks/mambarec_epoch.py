@@ -57,6 +57,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (PeakMemory, append_results, command_line, machine_info,  # noqa: E402
                      machine_peaks)
+from step_bound import step_cost  # noqa: E402  (the one count of a step's FLOPs and bytes)
 
 from mmgraph.data import load_dataset  # noqa: E402
 from mmgraph.data.hetero import num_items, num_users, split_edge_index  # noqa: E402
@@ -355,48 +356,9 @@ def setup(a, log=print):
 
 
 # ----------------------------------------------------------------- step bound
-def step_cost(model: MambaRec, batch, batch_size: int) -> dict:
-    """FLOPs and a lower bound on the bytes moved by one training step.
-
-    * dense FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode` over the
-      forward, the loss and the backward (every matmul, including the
-      ``[B, B]`` products of InfoNCE and MMD);
-    * sparse FLOPs: ``2 nnz d`` per sparse product, forward and backward
-      (LightGCN layers, the normalised ``R`` per modality, the kNN layers);
-    * bytes: every tensor autograd saves is written once and read once; every
-      trainable parameter is read in the forward, its gradient written, and
-      Adam reads parameter, gradient and both moments and writes three of
-      them (9 touches of 4 bytes).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-    seen, saved = set(), [0]
-
-    def pack(t):
-        key = (t.data_ptr(), t.numel(), t.dtype)
-        if key not in seen:
-            seen.add(key)
-            saved[0] += t.numel() * t.element_size()
-        return t
-
-    model.train()
-    with FlopCounterMode(display=False) as fc, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model()
-        loss = sum(model.loss(batch, out).values())
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    cfg, d = model.config, model.config.embedding_dim
-    nnz = (model.graph("adj").nnz * cfg.num_ui_layers
-           + sum(model.graph("R").nnz + model.graph(f"knn_{m}").nnz * cfg.num_ii_layers
-                 for m in model.modalities))
-    sparse = 2 * 2 * nnz * d                                   # forward + backward
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad) * 4
-    return {"dense_flops": fc.get_total_flops(), "sparse_flops": sparse,
-            "bytes": 2 * saved[0] + 9 * params}
-
-
 def print_bound(model: MambaRec, batches, batch_size: int, seconds_per_step: float,
                 log=print) -> dict:
-    cost = step_cost(model, batches[0], batch_size)
+    cost = step_cost(model, batches[0])
     peak = machine_peaks()
     t_flops = (cost["dense_flops"] + cost["sparse_flops"]) / peak["flops"]
     t_bytes = cost["bytes"] / peak["bandwidth"]

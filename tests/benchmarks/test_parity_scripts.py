@@ -1,21 +1,16 @@
 """The parity scripts (benchmarks/parity/) run beside an upstream checkout; without
 one they say so and exit 0, and their shims stand in for missing packages."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from scripts import load_script
 
 PARITY = Path(__file__).resolve().parents[2] / "benchmarks" / "parity"
 
 
 def _load(name):
-    sys.path.insert(0, str(PARITY))
-    spec = importlib.util.spec_from_file_location(f"parity_{name}", PARITY / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(PARITY / f"{name}.py", f"parity_{name}")
 
 
 @pytest.mark.parametrize("name", ["mambarec", "bm3"])

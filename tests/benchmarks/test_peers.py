@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "peers.py"
 UPSTREAM = Path(os.environ.get("MMGRAPH_MMREC_UPSTREAM", "/tmp/ref/MMRec"))
@@ -60,11 +61,7 @@ RECBOLE_COLOURED = ("\x1b[1;32mepoch 3 training\x1b[0m [\x1b[1;34mtime\x1b[0m: 2
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("peers_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["peers_script"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "peers_script")
 
 
 def _has_mmrec() -> bool:

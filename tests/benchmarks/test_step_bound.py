@@ -1,21 +1,16 @@
 """benchmarks/step_bound.py: the step cost it divides by is counted right (hand-computed
 sparse FLOPs and bytes of LightGCN's propagation, optimiser bytes, dense FLOPs of a model
 whose only matmuls are known), and the script runs end to end on tiny data."""
-import importlib.util
-import sys
 from pathlib import Path
 
 import torch
+from scripts import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "step_bound.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("step_bound_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["step_bound_script"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "step_bound_script")
 
 
 def test_sparse_counter_counts_each_product_forward_and_backward():

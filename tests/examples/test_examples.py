@@ -1,20 +1,15 @@
 """The examples run end to end (short budgets) and do what they claim."""
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod   # dataclasses in the example resolve their module here
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(EXAMPLES / f"{name}.py", name)
 
 
 def test_custom_gnn_example_learns():
