@@ -25,14 +25,15 @@ and with none at all the script says so and exits 0):
   applies the numpy 2 / scipy shims of ``_upstream.install_shims``. RecBole
   has no multimodal model, so it runs ``RECBOLE_MODELS`` only.
 
-mmgraph runs ``mmgraph train`` with its defaults on the dataset folder written
-once in MMRec's layout (``<name>.inter`` + ``image_feat.npy`` /
-``text_feat.npy``). Every side trains ``--epochs`` epochs in its own process,
-interleaved (MMRec, RecBole, mmgraph, then the reverse order on the next
-repetition), with the same batch size, learning rate and schedule, weight
-decay, evaluation batch (users), seed value, ``--threads`` threads and
-allocator, and evaluates validation after every epoch (MMRec and mmgraph also
-test). Early stopping is off everywhere.
+mmgraph runs ``mmgraph train`` with its defaults (plus ``OURS_OPTIONS``, where
+our default deliberately differs from what MMRec computes; ``--ours-defaults``
+leaves them out) on the dataset folder written once in MMRec's layout
+(``<name>.inter`` + ``image_feat.npy`` / ``text_feat.npy``). Every side trains
+``--epochs`` epochs in its own process, interleaved (MMRec, RecBole, mmgraph,
+then the reverse order on the next repetition), with the same batch size,
+learning rate and schedule, weight decay, evaluation batch (users), seed value,
+``--threads`` threads and allocator, and evaluates validation after every epoch
+(MMRec and mmgraph also test). Early stopping is off everywhere.
 
 Measured per side: seconds per training epoch (the ``epoch N training [time:
 ...]`` log line of MMRec and RecBole, our ``train_seconds``), seconds per
@@ -96,6 +97,15 @@ MODELS = {
     "bm3": ("BM3", {"n_layers": 1, "reg_weight": 0.1, "cl_weight": 2.0, "dropout": 0.5}),
     "freedom": ("FREEDOM", {"reg_weight": 1e-4, "dropout": 0.8, "n_mm_layers": 1,
                             "n_ui_layers": 2, "knn_k": 10, "mm_image_weight": 0.1}),
+}
+
+#: mmgraph model -> options of ``mmgraph train`` that make our model the one MMRec's code
+#: computes where our default deliberately differs (the model page's "Differences from the
+#: authors' code"); ``--ours-defaults`` runs without them.
+OURS_OPTIONS = {
+    # MMRec's routing passes messages to the items only and leaves the user preferences
+    # as learned (docs/models/grcn.md); our default routes as in the paper.
+    "grcn": {"routing": "mmrec"},
 }
 
 #: mmgraph model -> (RecBole model, options fixed to mmgraph's defaults). RecBole
@@ -326,12 +336,19 @@ def run_recbole(work: Path, python: str, model: str, dataset: str, epochs: int, 
     return {**parse_log(out), "rss_mib": rss, "dataset": parse_recbole_counts(out)}
 
 
+def ours_options(model: str) -> list[str]:
+    """``OURS_OPTIONS[model]`` as ``mmgraph train`` arguments."""
+    return [x for k, v in OURS_OPTIONS.get(model, {}).items()
+            for x in (f"--{k.replace('_', '-')}", str(v))]
+
+
 def run_ours(work: Path, model: str, folder: Path, epochs: int, threads: int, env: dict,
-             timeout: float, device: str = "cpu") -> dict:
+             timeout: float, device: str = "cpu", options: list[str] = ()) -> dict:
     out_dir = work / "ours" / model
     cmd = [sys.executable, "-m", "mmgraph.cli", "train", "--model", model, "--data", str(folder),
            "--epochs", str(epochs), "--patience", str(10 ** 6), "--threads", str(threads),
-           "--out-dir", str(out_dir), "--overwrite", "--progress", "false", "--device", device]
+           "--out-dir", str(out_dir), "--overwrite", "--progress", "false", "--device", device,
+           *options]
     _, rss = _run(cmd, ROOT, env, timeout, f"mmgraph {model}")
     rows = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     return {"train": [r["train_seconds"] for r in rows],
@@ -474,6 +491,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a side failed or the check flags one")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--ours-defaults", action="store_true",
+                   help="run mmgraph with its own defaults, without OURS_OPTIONS")
     p.add_argument("--json", default=None)
     return p.parse_args(argv)
 
@@ -564,7 +583,7 @@ def main(argv=None) -> int:
                                             a.timeout, a.device, n_items)
                         else:
                             r = run_ours(work, m, folder, a.epochs, a.threads, env, a.timeout,
-                                         a.device)
+                                         a.device, [] if a.ours_defaults else ours_options(m))
                     except (RuntimeError, OSError, ValueError) as e:
                         r = {"error": str(e)}
                         print(f"rep {rep} {m:9s} {LABELS[side]:8s} FAILED: {e}", flush=True)

@@ -16,8 +16,9 @@ refined ``num_routing`` times:
     \mathbf p_u \leftarrow \mathrm{norm}\Big(\mathbf p_u +
         \sum_{i\in\mathcal N(u)} \alpha_{ui}\mathbf f_i\Big).
 
-(Users aggregate their items, as in the paper; MMRec's code differs here, see
-``docs/models/grcn.md``.)
+(Users aggregate their items, as in the paper, with ``routing='paper'``. The
+authors' and MMRec's code leave the preferences as they are, ``routing='mmrec'``:
+see ``docs/models/grcn.md``.)
 
 **Edge scores.** On the symmetric user-item graph with nodes
 :math:`\mathbf x = [\mathbf p; \mathbf f]`, each edge :math:`j \to n` gets the
@@ -72,7 +73,15 @@ class GRCNConfig(ModelConfig):
     Attributes:
         embedding_dim: ID embedding size (MMRec ``embedding_size`` 64).
         latent_dim: modality content size (MMRec ``latent_embedding`` 64).
-        num_routing: routing iterations (MMRec ``n_layers`` 3).
+        num_routing: routing iterations (MMRec ``n_layers`` 3); read by
+            ``routing='paper'`` only.
+        routing: how the user preferences are refined before the edges are
+            scored. ``'paper'``: ``num_routing`` iterations in which every user
+            aggregates its items' content (the paper's routing). ``'mmrec'``:
+            none, the preferences stay the normalised learned vectors, which is
+            what the authors' and MMRec's code compute (their routing passes
+            messages from users to items along the one-directional edge list
+            and reads back the user rows, which receive nothing).
         num_id_layers: propagation layers of the ID graph (2, hard-coded in MMRec).
         reg_weight: regulariser weight (authors' default ``weight_decay=1e-5``,
             inside MMRec's grid ``[0.1 ... 1e-5]``).
@@ -88,6 +97,7 @@ class GRCNConfig(ModelConfig):
     reg_weight: float = 1e-5
     latent_dim: int = 64
     num_routing: int = 3
+    routing: Literal["paper", "mmrec"] = "paper"
     num_id_layers: int = 2
     weight_mode: Literal["confid", "max", "mean"] = "confid"
     fusion_mode: Literal["concat", "id", "mean"] = "concat"
@@ -153,7 +163,7 @@ class GRCN(Recommender):
         if cfg.has_norm:
             pref, feat = F.normalize(pref, dim=-1), F.normalize(feat, dim=-1)
         ru, ri = r.row, r.col
-        for _ in range(cfg.num_routing):
+        for _ in range(cfg.num_routing if cfg.routing == "paper" else 0):
             a = softmax((pref[ru] * feat[ri]).sum(-1), ru, num_nodes=self.num_users)
             pref = pref + r.with_value(a, symmetric=False).matmul(feat)
             if cfg.has_norm:

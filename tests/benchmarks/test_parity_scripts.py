@@ -13,7 +13,7 @@ def _load(name):
     return load_script(PARITY / f"{name}.py", f"parity_{name}")
 
 
-@pytest.mark.parametrize("name", ["mambarec", "bm3"])
+@pytest.mark.parametrize("name", ["mambarec", "bm3", "grcn"])
 def test_parity_scripts_skip_without_upstream(name, tmp_path, capsys):
     pytest.importorskip("scipy")
     mod = _load(name)

@@ -102,6 +102,22 @@ def test_bad_arguments_are_refused_before_looking_for_peers(capsys):
     assert peers.main(["--tolerance", "0"]) == 2
 
 
+def test_ours_options_are_model_options_handed_to_mmgraph_train():
+    """OURS_OPTIONS (our model made the one MMRec computes) name config fields of our
+    models; they become `mmgraph train` flags unless --ours-defaults."""
+    import dataclasses
+
+    from mmgraph.models import MODELS as ZOO
+    peers = _load()
+    for model, options in peers.OURS_OPTIONS.items():
+        fields = {f.name for f in dataclasses.fields(ZOO[model].config_class)}
+        assert model in peers.MODELS and set(options) <= fields, (model, options)
+    assert peers.ours_options("grcn") == ["--routing", "mmrec"]
+    assert peers.ours_options("lightgcn") == []
+    assert peers.parse_args([]).ours_defaults is False
+    assert peers.parse_args(["--ours-defaults"]).ours_defaults is True
+
+
 def test_recbole_interpreter_defaults_to_this_one():
     peers = _load()
     assert peers.parse_args([]).recbole is None
