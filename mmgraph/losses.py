@@ -2,8 +2,10 @@ r"""Training objectives shared by the models of mmgraph.
 
 Every loss is a plain function of tensors (functional style, like
 :mod:`torch.nn.functional`), with a thin :class:`torch.nn.Module` wrapper for
-people who prefer modules. All are device-agnostic, differentiable and free
-of host synchronisation.
+people who prefer modules. All are device-agnostic and differentiable; on
+accelerators they are free of host synchronisation (on the CPU, where a
+synchronisation costs nothing, :func:`info_nce` and :func:`mmd_loss` fold a
+batch's repeated ids into weights, see :func:`compact_rows`).
 
 ================  ============================================================
 function          used by
@@ -26,8 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "bpr_loss", "l2_reg", "info_nce", "distinct_id_weights", "pool_info_nce", "mmd_loss", "neg_cosine",
-    "orthogonal_loss",
+    "bpr_loss", "l2_reg", "info_nce", "distinct_id_weights", "compact_rows", "pool_info_nce",
+    "mmd_loss", "neg_cosine", "orthogonal_loss",
     "BPRLoss", "L2Reg", "InfoNCE", "PoolInfoNCE", "MMDLoss", "NegCosine", "OrthogonalLoss",
 ]
 
@@ -122,8 +124,53 @@ def distinct_id_weights(ids: Tensor, dtype: torch.dtype = torch.float32) -> tupl
     return counts.log(), counts.reciprocal()
 
 
+def compact_rows(ids: Tensor, *rows: Tensor) -> tuple[Tensor, list[Tensor]]:
+    r"""The distinct ids of a batch, one row each, and how often each repeats.
+
+    A batch of interactions repeats users and items; rows gathered by id
+    (``table[ids]``) then repeat too. A loss that is a function of the rows'
+    multiset (an in-batch InfoNCE, a kernel mean) can be computed over the
+    ``K`` distinct rows with their multiplicities as weights: the same value
+    and the same gradients (each id's gradient lands on one copy instead of
+    being split over its copies, and gathering sums copies anyway), with
+    ``[K, K]`` instead of ``[B, B]`` pairwise work.
+
+    ``torch.unique`` synchronises with the host, which costs nothing on the
+    CPU but stalls a GPU's queue: :func:`info_nce` and :func:`mmd_loss` take
+    this path on CPU tensors only (their ``ids`` argument).
+
+    Args:
+        ids: ``[B]`` ids of the rows.
+        rows: ``[B, ...]`` tensors whose rows with equal ids are equal
+            (checked: a batch whose repeated ids carry different rows raises
+            :class:`ValueError`, it would be silently wrong).
+
+    Returns:
+        ``(counts [K], [r[first] for r in rows])``: the multiplicity of each
+        distinct id (in ascending id order) and the rows of its first
+        occurrence.
+    """
+    _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
+    positions = torch.arange(ids.numel(), device=ids.device)
+    first = torch.full_like(counts, ids.numel()).scatter_reduce_(0, inverse, positions, "amin")
+    out = []
+    for r in rows:
+        kept = r[first]
+        if counts.numel() < ids.numel() and not torch.equal(kept.detach()[inverse], r.detach()):
+            raise ValueError("rows with equal ids differ: ids must say which rows are copies "
+                             "of one row (rows gathered by id from one table)")
+        out.append(kept)
+    return counts, out
+
+
+def _compactable(ids: Tensor | None, *rows: Tensor) -> bool:
+    """Whether the distinct-rows path applies: ids given and every tensor on the CPU."""
+    return ids is not None and all(t.device.type == "cpu" for t in (ids, *rows))
+
+
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
-             symmetric: bool = False, ids: Tensor | None = None) -> Tensor:
+             symmetric: bool = False, ids: Tensor | None = None,
+             distinct: bool = True) -> Tensor:
     r"""InfoNCE between two aligned views with in-batch negatives.
 
     Rows are L2-normalised; row :math:`i` of ``b`` is the positive of row
@@ -143,15 +190,26 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
     with 300 interactions appears ~10 times in a batch of 2048 drawn from
     60,000). Then a row's own copies sit among its negatives: they are
     identical to its positive, so the row can never be resolved and popular
-    ids weigh as many times as they repeat. Pass ``ids`` (``[B]``, the user
-    or item id of each row) to compute the loss over the batch's *distinct*
-    ids instead, the form of SGL/SimGCL's ``torch.unique`` batches, without
-    a host synchronisation: equal to the formula above on the de-duplicated
-    rows (value and gradients; see :func:`distinct_id_weights`).
+    ids weigh as many times as they repeat. ``ids`` (``[B]``, the user or
+    item id of each row; rows with equal ids must be equal, i.e. gathered
+    from one table) says which rows are copies:
 
-    Computed by a fused cross-entropy over the ``[B, B]`` logits
-    (max-subtracted, finite at small temperatures such as ``0.01``, one
-    ``[B, B]`` buffer reused for the gradient).
+    * ``distinct=True``: the loss over the batch's *distinct* ids, each
+      once, the form of SGL/SimGCL's ``torch.unique`` batches (see
+      :func:`distinct_id_weights`);
+    * ``distinct=False``: the formula above as it stands (copies are their
+      own negatives and weigh as often as they repeat); ``ids`` only make it
+      cheaper.
+
+    On CPU tensors either is computed over the ``K`` distinct rows, copies
+    folded into weights (:func:`compact_rows`: ``[K, K]`` logits instead of
+    ``[B, B]``, the same value and gradients); on other devices over the
+    ``[B, B]`` logits with per-column offsets, without a host
+    synchronisation.
+
+    Computed by a fused cross-entropy over the logits (max-subtracted, finite
+    at small temperatures such as ``0.01``, one logits buffer reused for the
+    gradient).
 
     Args:
         a: ``[B, d]`` anchors.
@@ -159,6 +217,8 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
         temperature: :math:`\tau > 0`.
         symmetric: average both directions.
         ids: optional ``[B]`` ids of the rows (same for ``a`` and ``b``).
+        distinct: with ``ids``, the loss over distinct ids (``True``) or the
+            plain loss with repeats (``False``).
 
     Returns:
         scalar.
@@ -170,25 +230,36 @@ def info_nce(a: Tensor, b: Tensor, temperature: float = 0.2,
         raise ValueError(f"temperature must be positive, got {temperature}")
     if ids is not None and ids.shape != (a.size(0),):
         raise ValueError(f"ids must have shape [B] = [{a.size(0)}], got {tuple(ids.shape)}")
+    dt = torch.promote_types(a.dtype, torch.float32)
+    col_bias = row_weight = offset = None
+    n = a.size(0)
+    if _compactable(ids, a, b):
+        counts, (a, b) = compact_rows(ids, a, b)
+        if distinct:
+            n = a.size(0)
+        else:
+            # copies as weights: column k stands for its c_k equal columns (+log c_k in
+            # the denominator), row k for its c_k equal rows; the target logit carries
+            # the same +log c_k, taken back out of the loss as a constant
+            c = counts.to(dt)
+            col_bias, row_weight = c.log(), c
+            offset = (c * col_bias).sum()
+    elif ids is not None and distinct:
+        log_counts, row_weight = distinct_id_weights(ids, dt)
+        col_bias = -log_counts
+        n = row_weight.sum()
+        # the offset target logit of row i is its distinct-id logit - log c_i: every
+        # (weighted) row exceeds its distinct-id loss by log c_i, in either direction
+        offset = -(row_weight * log_counts).sum()
     a = F.normalize(a, dim=-1)
     b = F.normalize(b, dim=-1)
     target = torch.arange(a.size(0), device=a.device)
-    if ids is None:
-        col_bias = row_weight = None
-        n = a.size(0)
-    else:
-        log_counts, row_weight = distinct_id_weights(
-            ids, torch.promote_types(a.dtype, torch.float32))
-        col_bias = -log_counts
-        n = row_weight.sum()
     scale = 1.0 / temperature
     loss = _PoolCrossEntropy.apply(a, b, target, scale, col_bias, row_weight)
     if symmetric:
         loss = 0.5 * (loss + _PoolCrossEntropy.apply(b, a, target, scale, col_bias, row_weight))
-    if ids is not None:
-        # the offset target logit of row i is its distinct-id logit - log c_i: every
-        # (weighted) row exceeds its distinct-id loss by log c_i, in either direction
-        loss = loss - (row_weight * log_counts).sum()
+    if offset is not None:
+        loss = loss + offset
     return loss / n
 
 
@@ -337,34 +408,39 @@ def _sq_dists(x: Tensor, y: Tensor) -> Tensor:
 
 
 class _UnitGaussianKernelMean(torch.autograd.Function):
-    r"""``mean_ij sum_s exp(-||u_i - v_j||^2 / (2 sigma_s^2))`` for rows of norm ~1.
+    r"""``sum_ij w_i w'_j sum_s exp(-||u_i - v_j||^2 / (2 sigma_s^2)) / (sum w sum w')``
+    for rows of norm ~1 (row weights ``w``, ``w'``: multiplicities; ones by default).
 
     With :math:`c = 1/(2\sigma^2)`, :math:`a_i = \lVert u_i\rVert^2`,
     :math:`b_j = \lVert v_j\rVert^2` the kernel factors as
     :math:`K_{ij} = e^{-c(a_i - 1)}\,P_{ij}\,e^{-c(b_j - 1)}` with
     :math:`P = \exp(2c(UV^\top - 1))` (entries :math:`\le 1` up to rounding
-    for unit rows, so nothing overflows at small bandwidths). Forward: one
-    GEMM with the scale and shift in its epilogue, one in-place ``exp``, one
-    matrix-vector product (the shift is a column appended to both operands of
-    the GEMM, so no pass over ``[B, B']`` adds it). Backward, from the saved
-    ``P`` alone:
+    for unit rows, so nothing overflows at small bandwidths); the row weights
+    ride in the two vector factors. Forward: one GEMM with the scale and
+    shift in its epilogue, one in-place ``exp``, one matrix-vector product
+    (the shift is a column appended to both operands of the GEMM, so no pass
+    over ``[B, B']`` adds it). Backward, from the saved ``P`` alone:
 
     .. math::
-        \frac{\partial \bar K}{\partial u_i} = \frac{2c}{BB'}\Big(
-            (K V)_i - (K\mathbf 1)_i\, u_i\Big)
+        \frac{\partial \bar K}{\partial u_i} = \frac{2c\,w_i}{W W'}\Big(
+            (K\,\mathrm{diag}(w') V)_i - (K w')_i\, u_i\Big)
 
-    (and the mirror image for :math:`v_j`), where :math:`KV` and
-    :math:`K\mathbf 1` come out of *one* GEMM of ``P`` against
-    :math:`[e^{-c(b-1)} \odot V \,|\, e^{-c(b-1)}]`. When ``u`` and ``v``
-    are the same tensor (``same=True``) ``K`` is symmetric and one GEMM
-    serves both arguments. Computed in at least float32 with autocast off."""
+    (and the mirror image for :math:`v_j`), where both products come out of
+    *one* GEMM of ``P`` against
+    :math:`[e^{-c(b-1)} w' \odot V \,|\, e^{-c(b-1)} w']`. When ``u`` and
+    ``v`` are the same tensor with the same weights (``same=True``) ``K`` is
+    symmetric and one GEMM serves both arguments. Computed in at least
+    float32 with autocast off."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, v: Tensor, cs: tuple, same: bool) -> Tensor:
+    def forward(ctx, u: Tensor, v: Tensor, cs: tuple, same: bool,
+                wu: Tensor | None = None, wv: Tensor | None = None) -> Tensor:
         ctx.dtypes = (u.dtype, v.dtype)
         with torch.autocast(u.device.type, enabled=False):
             dt = torch.promote_types(torch.promote_types(u.dtype, v.dtype), torch.float32)
             u, v = u.to(dt), v.to(dt)
+            wu = u.new_ones(u.size(0)) if wu is None else wu.to(dt)
+            wv = v.new_ones(v.size(0)) if wv is None else wv.to(dt)
             a, b = u.pow(2).sum(1), v.pow(2).sum(1)
             total = u.new_zeros(())
             ps = []
@@ -374,36 +450,36 @@ class _UnitGaussianKernelMean(torch.autograd.Function):
                 p = torch.cat([u * (2.0 * c), ones[:1].expand(u.size(0), 1) * (-2.0 * c)], 1) \
                     @ torch.cat([v, ones], 1).t()
                 p.exp_()
-                ea, eb = torch.exp(-c * (a - 1.0)), torch.exp(-c * (b - 1.0))
+                ea, eb = torch.exp(-c * (a - 1.0)) * wu, torch.exp(-c * (b - 1.0)) * wv
                 total = total + ea @ (p @ eb)
                 ps.append(p)
         ctx.cs, ctx.same = cs, same
-        ctx.save_for_backward(u, v, *ps)
-        return total / (u.size(0) * v.size(0))
+        ctx.n = wu.sum() * wv.sum()
+        ctx.save_for_backward(u, v, wu, wv, *ps)
+        return total / ctx.n
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):
-        u, v, *ps = ctx.saved_tensors
-        n = u.size(0) * v.size(0)
+        u, v, wu, wv, *ps = ctx.saved_tensors
         a, b = u.pow(2).sum(1), v.pow(2).sum(1)
         gu = torch.zeros_like(u)
         gv = None if ctx.same else torch.zeros_like(v)
         for c, p in zip(ctx.cs, ps):
-            ea, eb = torch.exp(-c * (a - 1.0)), torch.exp(-c * (b - 1.0))
-            w = (grad * 2.0 * c / n)
+            ea, eb = torch.exp(-c * (a - 1.0)) * wu, torch.exp(-c * (b - 1.0)) * wv
+            w = (grad * 2.0 * c / ctx.n)
             m = p @ torch.cat([v * eb.unsqueeze(1), eb.unsqueeze(1)], 1)          # [B, d+1]
             gu += w * ea.unsqueeze(1) * (m[:, :-1] - m[:, -1:] * u)
             if not ctx.same:    # P^T X as (X^T P)^T: the big operand is not transposed
                 m = (torch.cat([u * ea.unsqueeze(1), ea.unsqueeze(1)], 1).t() @ p).t()
                 gv += w * eb.unsqueeze(1) * (m[:, :-1] - m[:, -1:] * v)
         if ctx.same:
-            return (2.0 * gu).to(ctx.dtypes[0]), None, None, None
-        return gu.to(ctx.dtypes[0]), gv.to(ctx.dtypes[1]), None, None
+            return (2.0 * gu).to(ctx.dtypes[0]), None, None, None, None, None
+        return gu.to(ctx.dtypes[0]), gv.to(ctx.dtypes[1]), None, None, None, None
 
 
 def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
-             normalize: bool = True) -> Tensor:
+             normalize: bool = True, ids: Tensor | None = None) -> Tensor:
     r"""Maximum mean discrepancy between two samples (biased estimator).
 
     With the Gaussian kernel summed over the bandwidths :math:`\sigma_s`,
@@ -423,11 +499,20 @@ def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
     ``normalize=False`` distances are formed as :math:`\lVert u\rVert^2 +
     \lVert v\rVert^2 - 2u^\top v` (clamped at 0) in ``[B, B']`` memory.
 
+    **Repeated rows.** When the rows are gathered by id (``x = X[ids]``,
+    ``y = Y[ids]``, e.g. the batch's positive items, which repeat), pass
+    ``ids``: on CPU tensors the means are then taken over the ``K`` distinct
+    rows weighted by their multiplicities (:func:`compact_rows`), the same
+    value and gradients with ``[K, K]`` instead of ``[B, B]`` work; on other
+    devices ``ids`` change nothing (no host synchronisation).
+
     Args:
         x: ``[B, d]`` first sample.
         y: ``[B', d]`` second sample.
         sigmas: one bandwidth or a sequence of them (kernels are summed).
         normalize: L2-normalise rows before the kernel.
+        ids: optional ``[B]`` ids of the rows of ``x`` and ``y`` (then
+            ``B' = B``; rows with equal ids must be equal).
 
     Returns:
         scalar :math:`\ge 0` up to rounding; 0 when ``x`` and ``y`` are the
@@ -440,16 +525,24 @@ def mmd_loss(x: Tensor, y: Tensor, sigmas: float | Sequence[float] = (1.0,),
         sigmas = (float(sigmas),)
     if len(sigmas) == 0 or any(s <= 0 for s in sigmas):
         raise ValueError(f"sigmas must be positive bandwidths, got {sigmas}")
+    if ids is not None and (ids.shape != (x.size(0),) or y.size(0) != x.size(0)):
+        raise ValueError(f"ids must have shape [B] = [{x.size(0)}] with x and y of B rows, got "
+                         f"{tuple(ids.shape)} for {tuple(x.shape)} and {tuple(y.shape)}")
+    w = None
+    if _compactable(ids, x, y):
+        counts, (x, y) = compact_rows(ids, x, y)
+        w = counts.to(torch.promote_types(x.dtype, torch.float32))
     if normalize:
         x = F.normalize(x, dim=-1)
         y = F.normalize(y, dim=-1)
         cs = tuple(1.0 / (2.0 * float(s) * float(s)) for s in sigmas)
         km = _UnitGaussianKernelMean.apply
-        return km(x, x, cs, True) + km(y, y, cs, True) - 2.0 * km(x, y, cs, False)
+        return km(x, x, cs, True, w, w) + km(y, y, cs, True, w, w) - 2.0 * km(x, y, cs, False, w, w)
 
     def kernel_mean(u: Tensor, v: Tensor) -> Tensor:
         d2 = _sq_dists(u, v)
-        return sum(torch.exp(d2 / (-2.0 * s * s)).mean() for s in sigmas)
+        k = sum(torch.exp(d2 / (-2.0 * s * s)) for s in sigmas)
+        return k.mean() if w is None else w @ k @ w / w.sum().square()
 
     return kernel_mean(x, x) + kernel_mean(y, y) - 2.0 * kernel_mean(x, y)
 

@@ -130,6 +130,43 @@ def test_info_nce_distinct_ids_equals_loss_over_unique_rows(symmetric):
                     ids=unique).item() == pytest.approx(ref.item(), abs=1e-12)
 
 
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_info_nce_ids_plain_equals_loss_with_repeats(symmetric):
+    # distinct=False: the loss of the batch as it stands (repeats are their own
+    # negatives); on CPU it is computed over the 5 distinct rows with multiplicities
+    g = _gen(13)
+    table_a = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    table_b = torch.randn(10, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([3, 0, 7, 3, 5, 7, 3, 9])
+    ref = naive_info_nce(table_a[ids], table_b[ids], 0.2)
+    if symmetric:
+        ref = 0.5 * (ref + naive_info_nce(table_b[ids], table_a[ids], 0.2))
+    got = info_nce(table_a[ids], table_b[ids], 0.2, symmetric=symmetric, ids=ids,
+                   distinct=False)
+    assert got.item() == pytest.approx(ref.item(), abs=1e-12)
+    want = torch.autograd.grad(ref, (table_a, table_b))
+    have = torch.autograd.grad(got, (table_a, table_b))
+    for w, h in zip(want, have):
+        assert torch.allclose(w, h, atol=1e-12)
+
+
+def test_compact_rows_counts_first_rows_and_refuses_unequal_copies():
+    from mmgraph.losses import compact_rows
+    ids = torch.tensor([4, 1, 4, 4, 2, 1])
+    rows = torch.tensor([[4.], [1.], [4.], [4.], [2.], [1.]])
+    counts, (kept,) = compact_rows(ids, rows)
+    assert counts.tolist() == [2, 1, 3]                   # ids 1, 2, 4
+    assert kept.flatten().tolist() == [1., 2., 4.]
+    bad = rows.clone()
+    bad[2] = 5.0                                           # a "copy" of id 4 that differs
+    with pytest.raises(ValueError, match="rows with equal ids differ"):
+        compact_rows(ids, bad)
+    with pytest.raises(ValueError, match="rows with equal ids differ"):
+        info_nce(bad, bad, 0.2, ids=ids, distinct=False)
+    with pytest.raises(ValueError, match="rows with equal ids differ"):
+        mmd_loss(bad, rows, 1.0, ids=ids)
+
+
 def test_distinct_id_weights_counts():
     from mmgraph.losses import distinct_id_weights
     log_c, w = distinct_id_weights(torch.tensor([4, 1, 4, 4, 2, 1]))
@@ -171,6 +208,27 @@ def test_mmd_gradients_match_naive_broadcast(sigmas):
     for w, h in zip(want, got):
         assert torch.allclose(w, h, atol=1e-12)
     assert torch.autograd.gradcheck(lambda a, b: mmd_loss(a, b, sigmas), (x, y))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_mmd_ids_equal_loss_with_repeats(normalize):
+    # repeated positive items: the means over the batch's rows, computed on CPU over
+    # the distinct rows weighted by their counts -- same value and gradients
+    g = _gen(14)
+    tx = torch.randn(10, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    ty = torch.randn(10, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    ids = torch.tensor([3, 0, 7, 3, 5, 7, 3, 9, 3])
+    sigmas = (0.5, 1.0, 2.0)
+    x, y = tx[ids], ty[ids] + 0.2
+    ref = naive_mmd(x, y, sigmas, normalize=normalize)
+    got = mmd_loss(tx[ids], ty[ids] + 0.2, sigmas, normalize=normalize, ids=ids)
+    assert got.item() == pytest.approx(ref.item(), abs=1e-12)
+    want = torch.autograd.grad(ref, (tx, ty))
+    have = torch.autograd.grad(got, (tx, ty))
+    for w, h in zip(want, have):
+        assert torch.allclose(w, h, atol=1e-12)
+    with pytest.raises(ValueError, match="ids must have shape"):
+        mmd_loss(tx[ids], ty, sigmas, ids=ids)
 
 
 def test_mmd_small_bandwidth_float32_finite():
@@ -369,7 +427,11 @@ def test_fused_losses_on_cuda_match_cpu(dtype, tol):
     cases = {
         "info_nce": lambda a, b, c, i: info_nce(a, b, 0.2),
         "info_nce_sym": lambda a, b, c, i: info_nce(a, b, 0.2, symmetric=True),
-        "info_nce_ids": lambda a, b, c, i: info_nce(a, b, 0.2, ids=i),
+        # ids: rows gathered by id (the CPU folds the repeats, CUDA offsets columns)
+        "info_nce_ids": lambda a, b, c, i: info_nce(a[i], b[i], 0.2, ids=i),
+        "info_nce_ids_plain": lambda a, b, c, i: info_nce(a[i], b[i], 0.2, ids=i,
+                                                          distinct=False),
+        "mmd_ids": lambda a, b, c, i: mmd_loss(a[i], b[i] + 0.3, (0.5, 1.0, 2.0), ids=i),
         "pool_info_nce": lambda a, b, c, i: pool_info_nce(a, c, i, 0.3, "mean"),
         "mmd": lambda a, b, c, i: mmd_loss(a, b + 0.3, (0.5, 1.0, 2.0)),
         "orthogonal": lambda a, b, c, i: orthogonal_loss(a, b, detach_norm=True),

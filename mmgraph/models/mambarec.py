@@ -303,14 +303,18 @@ class MambaRec(Recommender):
         U = self.num_users
         side, content = out.extra["side"], out.extra["content"]
         users, pos = batch.users, batch.pos_items
-        item_ids, user_ids = (pos, users) if cfg.cl_distinct_ids else (None, None)
-        cl = (info_nce(side[U + pos], content[U + pos], cfg.temperature, ids=item_ids)
-              + info_nce(side[users], content[users], cfg.temperature, ids=user_ids))
+        # ids: repeats are folded into weights on CPU (the same loss, computed over the
+        # batch's distinct users / items); cl_distinct_ids drops them from the loss
+        distinct = cfg.cl_distinct_ids
+        cl = (info_nce(side[U + pos], content[U + pos], cfg.temperature, ids=pos,
+                       distinct=distinct)
+              + info_nce(side[users], content[users], cfg.temperature, ids=users,
+                         distinct=distinct))
         terms["cl"] = cfg.cl_weight * cl
         refined = out.extra["refined"]
         if len(self.modalities) > 1 and cfg.mmd_weight > 0:
             pairs = list(combinations(self.modalities, 2))
-            mmd = sum(mmd_loss(refined[a][pos], refined[b][pos], cfg.mmd_sigmas)
+            mmd = sum(mmd_loss(refined[a][pos], refined[b][pos], cfg.mmd_sigmas, ids=pos)
                       for a, b in pairs) / len(pairs)
             terms["mmd"] = cfg.mmd_weight * mmd
         else:

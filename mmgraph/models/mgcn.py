@@ -151,8 +151,11 @@ class MGCN(Recommender):
         reg = l2_reg(u, p, n, batch_size=users.numel())
         n_u = self.num_users
         side, content = out.extra["side"], out.extra["content"]
-        cl = (info_nce(side[n_u + pos], content[n_u + pos], cfg.temperature)
-              + info_nce(side[users], content[users], cfg.temperature))
+        # ids only make it cheaper on CPU (repeats folded into weights, same loss)
+        cl = (info_nce(side[n_u + pos], content[n_u + pos], cfg.temperature, ids=pos,
+                       distinct=False)
+              + info_nce(side[users], content[users], cfg.temperature, ids=users,
+                         distinct=False))
         return {"bpr": bpr_loss(pos_s, neg_s), "reg": cfg.reg_weight * reg,
                 "cl": cfg.cl_weight * cl}
 
