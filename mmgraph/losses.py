@@ -156,11 +156,16 @@ def compact_rows(ids: Tensor, *rows: Tensor) -> tuple[Tensor, list[Tensor]]:
     out = []
     for r in rows:
         kept = r[first]
-        if counts.numel() < ids.numel() and not torch.equal(kept.detach()[inverse], r.detach()):
+        if counts.numel() < ids.numel() and not _same_rows(kept.detach()[inverse], r.detach()):
             raise ValueError("rows with equal ids differ: ids must say which rows are copies "
                              "of one row (rows gathered by id from one table)")
         out.append(kept)
     return counts, out
+
+
+def _same_rows(a: Tensor, b: Tensor) -> bool:
+    """Equal, NaN matching NaN (a diverged table is the trainer's to report, not a bad ``ids``)."""
+    return torch.equal(a, b) or bool(((a == b) | (a.isnan() & b.isnan())).all())
 
 
 def _compactable(ids: Tensor | None, *rows: Tensor) -> bool:

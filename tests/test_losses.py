@@ -165,6 +165,10 @@ def test_compact_rows_counts_first_rows_and_refuses_unequal_copies():
         info_nce(bad, bad, 0.2, ids=ids, distinct=False)
     with pytest.raises(ValueError, match="rows with equal ids differ"):
         mmd_loss(bad, rows, 1.0, ids=ids)
+    # a diverged (NaN) table is not a bad ids argument: the loss is NaN, for the
+    # trainer's divergence check to report
+    nan_rows = torch.full_like(rows, float("nan"))
+    assert torch.isnan(info_nce(nan_rows, nan_rows, 0.2, ids=ids, distinct=False))
 
 
 def test_distinct_id_weights_counts():

@@ -43,7 +43,7 @@ def test_defaults_are_the_authors_baby_settings():
     assert c.embedding_dim == 64 and c.reg_weight == 0.0     # L2 is AdamW's weight decay
     tc = train_config_for(REARM)
     assert (tc.optimizer, tc.weight_decay, tc.lr, tc.lr_decay, tc.epochs, tc.patience) == \
-        ("adamw", 5e-4, 5e-5, 1.0, 2000, 20)
+        ("adamw", 5e-4, 1e-3, 1.0, 2000, 20)       # lr: the measured default, not 5e-5
     assert get_model_class("rearm") is REARM
     with pytest.raises(ValueError, match="meta_gradient"):
         REARMConfig(meta_gradient="nope")
