@@ -182,7 +182,7 @@ class _SpMM(torch.autograd.Function):
                 grad_x = _apply(st_t, ctx.backend, False, value.index_select(0, perm), grad_out)
         if ctx.needs_input_grad[0]:
             x = saved[1]
-            grad_value = (grad_out.index_select(0, st.row) * x.index_select(0, st.col)).sum(-1)
+            grad_value = _sddmm(st, grad_out, x)
         return grad_value, grad_x, None, None, None
 
 
@@ -190,6 +190,51 @@ def _apply(st: _Structure, backend: str, symmetric: bool, value: Tensor, x: Tens
     if torch.is_grad_enabled() and (x.requires_grad or value.requires_grad):
         return _SpMM.apply(value, x, st, backend, symmetric)
     return _spmm_kernel(st, backend, value, x)
+
+
+_SDDMM_CHUNK = 1 << 13      # non-zeros per gathered block (never an [nnz, d] buffer)
+
+
+def _sddmm(st: _Structure, left: Tensor, right: Tensor) -> Tensor:
+    """``<left[row_e], right[col_e]>`` for every non-zero ``e``; no autograd. Gathered in
+    blocks of :data:`_SDDMM_CHUNK` non-zeros (never an ``[nnz, d]`` buffer)."""
+    row, col = st.row, st.col
+    if torch.is_grad_enabled() and (left.requires_grad or right.requires_grad):
+        # differentiated again (double backward of A @ x): the plain gather form
+        return (left.index_select(0, row) * right.index_select(0, col)).sum(-1)
+    out = left.new_empty(row.numel(), dtype=torch.promote_types(left.dtype, right.dtype))
+    for s in range(0, row.numel(), _SDDMM_CHUNK):
+        r, c = row[s:s + _SDDMM_CHUNK], col[s:s + _SDDMM_CHUNK]
+        torch.sum(left.index_select(0, r) * right.index_select(0, c), -1,
+                  out=out[s:s + _SDDMM_CHUNK])
+    return out
+
+
+class _EdgeDot(torch.autograd.Function):
+    """Autograd for ``s_e = <left[row_e], right[col_e]>`` over a structure's non-zeros.
+
+    The backward is two sparse products with the gradient ``g`` as values,
+    ``G @ right`` and ``G^T @ left``, instead of scattering ``[nnz, d]`` rows."""
+
+    @staticmethod
+    def forward(ctx, left: Tensor, right: Tensor, st: _Structure, backend: str) -> Tensor:
+        ctx.st, ctx.backend = st, backend
+        ctx.save_for_backward(left, right)
+        return _sddmm(st, left, right)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor):
+        left, right = ctx.saved_tensors
+        st: _Structure = ctx.st
+        grad = grad.contiguous()
+        grad_left = grad_right = None
+        if ctx.needs_input_grad[0]:
+            grad_left = _spmm_kernel(st, ctx.backend, grad, right)
+        if ctx.needs_input_grad[1]:
+            st_t, perm = st.transposed()
+            grad_right = _spmm_kernel(st_t, ctx.backend, grad.index_select(0, perm), left)
+        return grad_left, grad_right, None, None
 
 
 def _coalesce(row: Tensor, col: Tensor, value: Tensor, size: tuple[int, int],
@@ -616,6 +661,38 @@ class SparseAdj:
 
     def __matmul__(self, x: Tensor) -> Tensor:
         return self.matmul(x)
+
+    def edge_dot(self, left: Tensor, right: Optional[Tensor] = None) -> Tensor:
+        r"""One score per non-zero: :math:`s_e = \langle \mathbf l_{r_e},
+        \mathbf r_{c_e}\rangle` for the non-zero :math:`e` at row :math:`r_e`, column
+        :math:`c_e` (edge attention logits, GAT-style routing; SDDMM).
+
+        Equal to ``(left[adj.row] * right[adj.col]).sum(-1)`` without an ``[nnz, d]``
+        buffer: the forward gathers blocks of non-zeros, the backward is two sparse
+        products with the incoming gradient as values (``G @ right``,
+        ``G^T @ left``) instead of scatter-adds of ``[nnz, d]`` rows.
+
+        Args:
+            left: ``[num_rows, d]``.
+            right: ``[num_cols, d]`` (default: ``left``, for a square matrix).
+
+        Returns:
+            ``[nnz]`` in the order of :attr:`row` / :attr:`col`.
+        """
+        right = left if right is None else right
+        if left.dim() != 2 or right.dim() != 2 or left.size(1) != right.size(1):
+            raise ValueError(f"edge_dot expects [num_rows, d] and [num_cols, d], got "
+                             f"{tuple(left.shape)} and {tuple(right.shape)}")
+        if left.size(0) != self.size[0] or right.size(0) != self.size[1]:
+            raise ValueError(f"shape mismatch: SparseAdj is {self.size}, left has "
+                             f"{left.size(0)} rows and right {right.size(0)}")
+        if left.device != self.device or right.device != self.device:
+            raise ValueError(f"SparseAdj is on {self.device}, the operands on "
+                             f"{left.device} / {right.device}")
+        left, right = left.contiguous(), right.contiguous()
+        if torch.is_grad_enabled() and (left.requires_grad or right.requires_grad):
+            return _EdgeDot.apply(left, right, self._st, self.backend)
+        return _sddmm(self._st, left, right)
 
     def __repr__(self) -> str:
         return (f"SparseAdj(size={self.size}, nnz={self.nnz}, symmetric={self.symmetric}, "

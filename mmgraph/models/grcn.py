@@ -162,15 +162,15 @@ class GRCN(Recommender):
         pref = self.preference[m]
         if cfg.has_norm:
             pref, feat = F.normalize(pref, dim=-1), F.normalize(feat, dim=-1)
-        ru, ri = r.row, r.col
+        ru = r.row
         for _ in range(cfg.num_routing if cfg.routing == "paper" else 0):
-            a = softmax((pref[ru] * feat[ri]).sum(-1), ru, num_nodes=self.num_users)
+            a = softmax(r.edge_dot(pref, feat), ru, num_nodes=self.num_users)
             pref = pref + r.with_value(a, symmetric=False).matmul(feat)
             if cfg.has_norm:
                 pref = F.normalize(pref, dim=-1)
         x = torch.cat([pref, feat], dim=0)
-        row, col = adj.row, adj.col          # row: receiving node, col: sending node
-        a = softmax((x[row] * x[col]).sum(-1), row, num_nodes=x.size(0))
+        row = adj.row                        # the receiving node of each edge
+        a = softmax(adj.edge_dot(x), row, num_nodes=x.size(0))
         x_hat = adj.with_value(a, symmetric=False).matmul(x)
         if cfg.has_act:
             x_hat = F.leaky_relu(x_hat)
