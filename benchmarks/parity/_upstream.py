@@ -21,6 +21,7 @@ through mmgraph's evaluator, for any scoring function).
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import shutil
@@ -173,12 +174,49 @@ def install_shims() -> None:
         sys.modules["torch_scatter"] = _torch_scatter_shim()
 
 
+def _cuda_noop(self, *args, **kwargs):
+    return self
+
+
 def keep_cuda_calls_on_cpu() -> None:
     """For a CPU run, make ``Tensor.cuda()`` return the tensor unchanged: old upstream
     code hard-codes it in places (MMRec's GRCN loss, the LATTICE and MGCN kNN
     graphs), which fails on a CPU-only torch and would split a run across devices
-    on a GPU machine. Call it only in a throw-away process that runs on the CPU."""
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
+    on a GPU machine. Call it only in a throw-away process that runs on the CPU
+    (in-process, use :func:`cuda_calls_on_cpu`)."""
+    torch.Tensor.cuda = _cuda_noop
+
+
+@contextlib.contextmanager
+def cuda_calls_on_cpu():
+    """:func:`keep_cuda_calls_on_cpu` for the duration of a ``with`` block; the real
+    ``Tensor.cuda`` is restored after."""
+    real = torch.Tensor.cuda
+    torch.Tensor.cuda = _cuda_noop
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = real
+
+
+def mmrec_roles(data, spec: str | None) -> tuple[list[str], str, str | None]:
+    """The data's modalities in MMRec's image and text roles: ``spec`` ``"V[,T]"``, or
+    image and text when the data has both, else its first two. Returns
+    ``(modalities, vision, text)`` (``text`` is ``None`` for one modality)."""
+    from mmgraph.data import modality_names
+    names = modality_names(data)
+    mods = spec.split(",") if spec else (
+        ["image", "text"] if {"image", "text"} <= set(names) else names[:2])
+    return mods, mods[0], (mods[1] if len(mods) > 1 else None)
+
+
+def print_run_summary(rows: list[dict[str, Any]]) -> None:
+    """Seconds per step of each side and the largest loss difference of a
+    :func:`train_side_by_side` run."""
+    sps = rows[-1]["seconds_per_step"]
+    print(f"seconds per step: ours {sps['ours']:.3f}, MMRec {sps['upstream']:.3f}")
+    print(f"max |loss difference| over {len(rows)} steps: "
+          f"{max(abs(r['loss_ours'] - r['loss_upstream']) for r in rows):.2e}")
 
 
 class _Frame:

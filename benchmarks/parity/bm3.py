@@ -34,9 +34,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _upstream import (MMRecStub, UpstreamMissing, compare, fixed_batches,  # noqa: E402
-                       import_upstream, train_side_by_side, write_features)
+                       import_upstream, mmrec_roles, print_run_summary, train_side_by_side,
+                       write_features)
 
-from mmgraph.data import load_dataset, modality_names  # noqa: E402
+from mmgraph.data import load_dataset  # noqa: E402
 from mmgraph.models.bm3 import BM3, BM3Config  # noqa: E402
 
 
@@ -161,10 +162,7 @@ def main(argv=None) -> int:
         print("skip: MMRec's code needs scipy (pip install scipy)")
         return 0
     data = load_dataset(a.data)
-    names = modality_names(data)
-    mods = a.modalities.split(",") if a.modalities else (
-        ["image", "text"] if {"image", "text"} <= set(names) else names[:2])
-    vision, text = mods[0], (mods[1] if len(mods) > 1 else None)
+    mods, vision, text = mmrec_roles(data, a.modalities)
     folder = Path(tempfile.mkdtemp(prefix="mmgraph-parity-data-")) / "d"
     try:
         ours, theirs, mapping = build(a, data, vision, text, folder)
@@ -184,10 +182,7 @@ def main(argv=None) -> int:
     print(f"one step, gradients of {len(step['grads'])} tensors: worst ||ours - MMRec|| / ||MMRec|| "
           f"{worst['rel_norm']:.2e} ({worst['name']})")
     rows = train_both(ours, theirs, data, batches, a)
-    sps = rows[-1]["seconds_per_step"]
-    print(f"seconds per step: ours {sps['ours']:.3f}, MMRec {sps['upstream']:.3f}")
-    print(f"max |loss difference| over {len(rows)} steps: "
-          f"{max(abs(r['loss_ours'] - r['loss_upstream']) for r in rows):.2e}")
+    print_run_summary(rows)
     if a.json:
         Path(a.json).write_text(json.dumps({"data": a.data, "modalities": mods, "one_step": step,
                                             "steps": rows}, indent=1))

@@ -29,7 +29,6 @@ Without ``--upstream`` (or with a wrong path) the script says so and exits 0.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import sys
@@ -39,23 +38,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _upstream import (MMRecStub, UpstreamMissing, compare, fixed_batches,  # noqa: E402
-                       import_upstream, train_side_by_side, write_features)
+from _upstream import (MMRecStub, UpstreamMissing, compare, cuda_calls_on_cpu,  # noqa: E402
+                       fixed_batches, import_upstream, mmrec_roles, print_run_summary,
+                       train_side_by_side, write_features)
 
 from mmgraph.data import load_dataset, modality_names  # noqa: E402
 from mmgraph.models.grcn import GRCN, GRCNConfig  # noqa: E402
-
-
-@contextlib.contextmanager
-def cuda_calls_on_cpu():
-    """``Tensor.cuda()`` returns the tensor unchanged inside the block (MMRec's GRCN
-    loss calls ``torch.zeros(1).cuda()``); the real method is restored after."""
-    real = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *args, **kwargs: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = real
 
 
 def name_map(vision: str, text: str | None) -> dict:
@@ -182,10 +170,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     data = load_dataset(a.data)
-    names = modality_names(data)
-    mods = a.modalities.split(",") if a.modalities else (
-        ["image", "text"] if {"image", "text"} <= set(names) else names[:2])
-    vision, text = mods[0], (mods[1] if len(mods) > 1 else None)
+    mods, vision, text = mmrec_roles(data, a.modalities)
     folder = Path(tempfile.mkdtemp(prefix="mmgraph-parity-data-")) / "d"
     try:
         ours, theirs, mapping, cols = build(a, data, vision, text, folder)
@@ -212,10 +197,7 @@ def main(argv=None) -> int:
         for r in step["grads"]:
             print(f"  {r['name']:18s} {r['rel_norm']:.2e}")
         rows = train_both(ours, theirs, data, batches, a)
-    sps = rows[-1]["seconds_per_step"]
-    print(f"seconds per step: ours {sps['ours']:.3f}, MMRec {sps['upstream']:.3f}")
-    print(f"max |loss difference| over {len(rows)} steps: "
-          f"{max(abs(r['loss_ours'] - r['loss_upstream']) for r in rows):.2e}")
+    print_run_summary(rows)
     if a.json:
         Path(a.json).write_text(json.dumps({"data": a.data, "modalities": mods, "args": vars(a),
                                             "one_step": step, "steps": rows}, indent=1))
