@@ -104,6 +104,31 @@ def timeit(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def model_with_batches(name: str, data, n: int, seed: int = 0):
+    """A registered model with its library defaults, the trainer's own optimiser
+    (fused Adam on CPU) and ``n`` training batches (several epochs on small data).
+
+    Returns ``(model, optimiser, train config, [Batch] * n)``, the model in train mode.
+    """
+    import mmgraph.models  # noqa: F401  (registers every model)
+    from mmgraph.models.base import get_model_class
+    from mmgraph.sampling import InteractionLoader
+    from mmgraph.train import Trainer, train_config_for
+    cls = get_model_class(name)
+    cfg = train_config_for(cls, progress=False, seed=seed)
+    torch.manual_seed(seed)
+    model = cls(data, cls.config_class())
+    opt = Trainer(model, data, cfg)._make_optimizer()
+    loader = InteractionLoader(data, batch_size=cfg.batch_size,
+                               num_neg=1 if model.uses_negatives else 0,
+                               generator=torch.Generator().manual_seed(seed))
+    batches = []
+    while len(batches) < n:
+        batches.extend(loader)
+    model.train()
+    return model, opt, cfg, batches[:n]
+
+
 def machine_peaks(gemm_shapes=((2048, 2048, 64), (2048, 64, 2048), (1500, 4096, 64))) -> dict:
     """Achieved dense-matmul FLOP/s (best of ``gemm_shapes`` ``(m, k, n)``, median of 5)
     and copy bandwidth (bytes read + written per second over 256 MiB) on this machine,

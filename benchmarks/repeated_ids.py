@@ -37,14 +37,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, command_line, machine_info  # noqa: E402
+from _common import (append_results, command_line, machine_info,  # noqa: E402
+                     model_with_batches)
 
 import mmgraph.losses as losses_mod  # noqa: E402
-import mmgraph.models  # noqa: E402,F401  (registers every model)
 from mmgraph.data import load_dataset  # noqa: E402
-from mmgraph.models.base import get_model_class  # noqa: E402
-from mmgraph.sampling import InteractionLoader  # noqa: E402
-from mmgraph.train import Trainer, train_config_for  # noqa: E402
 from mmgraph.train.allocator import tuned_malloc  # noqa: E402
 
 FORMS = ("[B, B]", "distinct rows")
@@ -65,19 +62,8 @@ def _terms_and_grads(model, batch):
 
 
 def measure(name: str, data, batches: int, reps: int, seed: int) -> dict:
-    cls = get_model_class(name)
-    cfg = train_config_for(cls, progress=False, seed=seed)
-    torch.manual_seed(seed)
-    model = cls(data, cls.config_class())
-    opt = Trainer(model, data, cfg)._make_optimizer()          # the trainer's own (fused Adam)
-    loader = InteractionLoader(data, batch_size=cfg.batch_size, num_neg=1,
-                               generator=torch.Generator().manual_seed(seed))
-    bs = []
-    while len(bs) < batches:
-        bs.extend(loader)
-    bs = bs[:batches]
+    model, opt, cfg, bs = model_with_batches(name, data, batches, seed)
     original = losses_mod._compactable
-    model.train()
     checked = {}
     try:
         # the same dropout masks for both forms: the same generator state before each

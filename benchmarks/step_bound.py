@@ -38,14 +38,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import append_results, command_line, machine_info, machine_peaks  # noqa: E402
+from _common import (append_results, command_line, machine_info, machine_peaks,  # noqa: E402
+                     model_with_batches)
 
 import mmgraph.graph.sparse as sparse_mod  # noqa: E402
-import mmgraph.models  # noqa: E402,F401  (registers every model)
 from mmgraph.data import load_dataset  # noqa: E402
-from mmgraph.models.base import get_model_class  # noqa: E402
-from mmgraph.sampling import InteractionLoader  # noqa: E402
-from mmgraph.train import Trainer, train_config_for  # noqa: E402
 
 
 class SparseCounter:
@@ -99,21 +96,7 @@ def step_cost(model, batch) -> dict:
 
 
 def measure(name: str, data, steps: int, seed: int) -> dict:
-    cls = get_model_class(name)
-    cfg = train_config_for(cls, progress=False, seed=seed)
-    torch.manual_seed(seed)
-    model = cls(data, cls.config_class())
-    opt = Trainer(model, data, cfg)._make_optimizer()      # the trainer's own (fused Adam)
-    loader = InteractionLoader(data, batch_size=cfg.batch_size,
-                               num_neg=1 if model.uses_negatives else 0,
-                               generator=torch.Generator().manual_seed(seed))
-    batches = []
-    while len(batches) < steps + 2:                 # small data: more than one epoch
-        for b in loader:
-            batches.append(b)
-            if len(batches) == steps + 2:
-                break
-    model.train()
+    model, opt, cfg, batches = model_with_batches(name, data, steps + 2, seed)
     model.on_epoch_start(0)
     cost = step_cost(model, batches[0])
     times = []
