@@ -25,9 +25,9 @@ and with none at all the script says so and exits 0):
   applies the numpy 2 / scipy shims of ``_upstream.install_shims``. RecBole
   has no multimodal model, so it runs ``RECBOLE_MODELS`` only.
 
-mmgraph runs ``mmgraph train`` with its defaults (plus ``OURS_OPTIONS``, where
-our default deliberately differs from what MMRec computes; ``--ours-defaults``
-leaves them out) on the dataset folder written once in MMRec's layout
+mmgraph runs ``mmgraph train`` with its defaults (plus ``OURS_OPTIONS``, which
+pin options of ours to what MMRec computes; ``--ours-defaults`` leaves them
+out) on the dataset folder written once in MMRec's layout
 (``<name>.inter`` + ``image_feat.npy`` / ``text_feat.npy``). Every side trains
 ``--epochs`` epochs in its own process, interleaved (MMRec, RecBole, mmgraph,
 then the reverse order on the next repetition), with the same batch size,
@@ -100,11 +100,11 @@ MODELS = {
 }
 
 #: mmgraph model -> options of ``mmgraph train`` that make our model the one MMRec's code
-#: computes where our default deliberately differs (the model page's "Differences from the
-#: authors' code"); ``--ours-defaults`` runs without them.
+#: computes, pinned where an option of ours switches between the two (the model page's
+#: "Differences from the authors' code"); ``--ours-defaults`` runs without them.
 OURS_OPTIONS = {
     # MMRec's routing passes messages to the items only and leaves the user preferences
-    # as learned (docs/models/grcn.md); our default routes as in the paper.
+    # as learned (docs/models/grcn.md): our default too, pinned here, 'paper' is the option
     "grcn": {"routing": "mmrec"},
 }
 
